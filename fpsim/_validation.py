@@ -1,0 +1,163 @@
+"""Parameter checks and random-state handling, in one place.
+
+Every public entry point validates its inputs with these helpers so that bad
+input raises a :class:`ValueError` or :class:`TypeError` naming the parameter
+and the accepted range, and every random draw flows from one seed.
+"""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+FLOAT_DTYPES = (np.float32, np.float64)
+
+#: Named, independent random streams derived from one seed (see :func:`stream`).
+STREAMS = {"model": 0, "init": 1, "clean": 2, "eval": 3, "attack": 4, "baseline": 5, "adversarial": 6}
+
+
+def check_int(name, value, low=None, high=None):
+    """Return ``value`` as an int, checking ``low <= value <= high``.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an integer (bools are refused).
+    ValueError
+        If it lies outside the closed range.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__} {value!r}")
+    value = int(value)
+    _check_range(name, value, low, high, closed=(True, True))
+    return value
+
+
+def check_float(name, value, low=None, high=None, closed=(True, True)):
+    """Return ``value`` as a finite float inside the range ``[low, high]``.
+
+    ``closed`` says whether each end of the range is included.
+    """
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__} {value!r}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    _check_range(name, value, low, high, closed)
+    return value
+
+
+def _check_range(name, value, low, high, closed):
+    lo_ok = low is None or (value >= low if closed[0] else value > low)
+    hi_ok = high is None or (value <= high if closed[1] else value < high)
+    if not (lo_ok and hi_ok):
+        left = "-inf" if low is None else f"{low}"
+        right = "inf" if high is None else f"{high}"
+        bracket = ("[" if closed[0] and low is not None else "(") + left + ", " + right
+        bracket += "]" if closed[1] and high is not None else ")"
+        raise ValueError(f"{name} must lie in {bracket}, got {value}")
+
+
+def check_choice(name, value, choices):
+    """Return ``value`` if it is one of ``choices``, else raise ValueError."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def check_dtype(name, dtype):
+    """Return ``dtype`` as a numpy float dtype (float32 or float64)."""
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError as err:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype!r}") from err
+    if dtype.type not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be float32 or float64, got {dtype}")
+    return dtype
+
+
+def check_array(name, array, ndim, dtype=None, shape=None):
+    """Validate a floating array and return it C-contiguous in ``dtype``.
+
+    Parameters
+    ----------
+    name : str
+        Parameter name used in error messages.
+    array : array_like
+        Input; must be real floating point (or integer, which is converted).
+    ndim : int
+        Required number of dimensions.
+    dtype : numpy dtype, optional
+        Target dtype; the input's own float dtype if omitted.
+    shape : tuple, optional
+        Required shape; ``None`` entries match any length.
+    """
+    arr = np.asarray(array)
+    if arr.dtype.kind not in "fiu" or arr.dtype == np.float16:
+        raise TypeError(f"{name} must be a real float32/float64 array, got dtype {arr.dtype}")
+    if arr.ndim != ndim:
+        raise ValueError(f"{name} must be {ndim}-dimensional, got shape {arr.shape}")
+    if shape is not None:
+        for axis, (want, got) in enumerate(zip(shape, arr.shape)):
+            if want is not None and want != got:
+                raise ValueError(
+                    f"{name} must have shape {tuple('*' if s is None else s for s in shape)}, "
+                    f"got {arr.shape} (axis {axis} differs)")
+    if dtype is None:
+        dtype = arr.dtype if arr.dtype.kind == "f" else np.float64
+    arr = np.ascontiguousarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return arr
+
+
+def check_labels(name, y, n):
+    """Validate labels: shape ``(n,)`` with every entry in {-1, +1}."""
+    y = np.asarray(y)
+    if y.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},), got {y.shape}")
+    if not np.isin(y, (-1, 1)).all():
+        raise ValueError(f"{name} must contain only -1 and +1")
+    return y
+
+
+def check_norm(norm):
+    """Normalise an attack norm: ``2``/``"2"``/``"l2"`` -> ``2``; ``"inf"``/``np.inf`` -> ``inf``."""
+    if isinstance(norm, str):
+        key = norm.lower().lstrip("l")
+        if key in ("2",):
+            return 2
+        if key in ("inf", "infinity"):
+            return np.inf
+    elif isinstance(norm, numbers.Real) and not isinstance(norm, bool):
+        if norm == 2:
+            return 2
+        if norm == np.inf:
+            return np.inf
+    raise ValueError(f"norm must be 2 or 'inf' (numpy.inf), got {norm!r}")
+
+
+def check_random_state(seed):
+    """Turn ``seed`` into a :class:`numpy.random.Generator`.
+
+    An existing Generator is returned as it is (draws advance its state); an
+    int or :class:`numpy.random.SeedSequence` seeds a new PCG64 generator.
+    """
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if isinstance(seed, np.random.SeedSequence):
+        return np.random.default_rng(seed)
+    if isinstance(seed, numbers.Integral) and not isinstance(seed, bool) and seed >= 0:
+        return np.random.default_rng(int(seed))
+    raise TypeError(f"seed must be a non-negative int, a SeedSequence or a numpy Generator, got {seed!r}")
+
+
+def stream(seed, name):
+    """Independent generator for the named purpose, derived from one ``seed``.
+
+    ``stream(seed, "data")`` and ``stream(seed, "init")`` never share draws, and
+    the same ``(seed, name)`` always gives the same numbers.
+    """
+    seed = check_int("seed", seed, 0)
+    key = check_choice("stream", name, STREAMS)
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(STREAMS[key],)))

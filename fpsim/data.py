@@ -1,0 +1,227 @@
+r"""The sparse-coding data model (``../shared/MODEL.md`` §2).
+
+A sample is drawn as
+
+.. math::
+
+    z_j \ne 0 \text{ w.p. } k/d, \quad z_j = \pm \min(U/\sqrt{k}, 1),\ U \sim \mathcal U[a, b];
+    \qquad y = \operatorname{sign}\langle w^*, z\rangle;
+    \qquad x = M z + \xi,\ \xi \sim \mathcal N(0, \sigma_\xi^2 I / d),
+
+with :math:`M` an orthogonal dictionary and :math:`w^*` the teacher.
+"""
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from . import kernels
+from ._validation import (check_choice, check_dtype, check_float, check_int,
+                          check_random_state, stream)
+
+DICTIONARIES = ("identity", "random", "hadamard")
+
+#: Rejection rounds allowed before a label margin is declared unreachable.
+_MAX_REJECTION_ROUNDS = 1000
+
+
+def make_dictionary(d, kind, rng):
+    """Orthogonal ``(d, d)`` dictionary ``M`` (float64); columns are the atoms.
+
+    Parameters
+    ----------
+    d : int
+        Dimension.
+    kind : {"identity", "random", "hadamard"}
+        ``random`` is Haar-distributed (QR of a Gaussian matrix with the signs
+        of ``R``'s diagonal fixed); ``hadamard`` needs ``d`` a power of two.
+    rng : numpy.random.Generator
+    """
+    check_choice("dictionary", kind, DICTIONARIES)
+    if kind == "identity":
+        return np.eye(d)
+    if kind == "hadamard":
+        if d & (d - 1):
+            raise ValueError(f"dictionary='hadamard' needs d a power of two, got d={d}")
+        return scipy.linalg.hadamard(d).astype(np.float64) / np.sqrt(d)
+    q, r = np.linalg.qr(rng.standard_normal((d, d)))
+    return q * np.where(np.diag(r) < 0, -1.0, 1.0)
+
+
+class SparseCodingModel:
+    r"""Sparse-coding binary classification model, a distribution to sample from.
+
+    Parameters
+    ----------
+    d : int
+        Input dimension, ``d >= 2``.
+    k : float
+        Expected number of non-zero code coordinates, ``1 <= k < d``.
+    dictionary : {"random", "identity", "hadamard"}, default "random"
+        The orthogonal dictionary :math:`M`.
+    noise : float, default 0.0
+        :math:`\sigma_\xi \ge 0`; the noise is :math:`\mathcal N(0, \sigma_\xi^2/d\, I)`.
+    magnitude : (float, float), default (1.0, 2.0)
+        Range ``[a, b]`` of ``U``; non-zero magnitudes are ``min(U/sqrt(k), 1)``.
+    teacher : (float, float), default (0.5, 1.0)
+        Range of :math:`|w^*_j|`; the signs are uniform.
+    margin : float, default 0.0
+        Label margin :math:`\gamma \ge 0`: codes with
+        :math:`|\langle w^*, z\rangle| < \gamma` are redrawn.
+    seed : int, default 0
+        Seeds the dictionary and the teacher (not the samples).
+    dtype : {float32, float64}, default float32
+        Dtype of the samples.
+
+    Attributes
+    ----------
+    dictionary : (d, d) ndarray, float64
+        :math:`M`, orthogonal: ``dictionary.T @ dictionary == I``.
+    w_star : (d,) ndarray, float64
+        The teacher :math:`w^*`.
+    dense_direction : (d,) ndarray, float64
+        :math:`M w^* / \|M w^*\|`, the direction of the dense-direction attack.
+    """
+
+    def __init__(self, d, k, dictionary="random", noise=0.0, magnitude=(1.0, 2.0),
+                 teacher=(0.5, 1.0), margin=0.0, seed=0, dtype=np.float32):
+        self.d = check_int("d", d, 2)
+        self.k = check_float("k", k, 1, self.d, closed=(True, False))
+        self.noise = check_float("noise", noise, 0)
+        self.magnitude = _check_range_pair("magnitude", magnitude, 0.0)
+        self.teacher = _check_range_pair("teacher", teacher, 0.0)
+        self.margin = check_float("margin", margin, 0)
+        self.seed = check_int("seed", seed, 0)
+        self.dtype = check_dtype("dtype", dtype)
+        self.dictionary_kind = check_choice("dictionary", dictionary, DICTIONARIES)
+        rng = stream(self.seed, "model")
+        self.dictionary = make_dictionary(self.d, dictionary, rng)
+        signs = rng.choice((-1.0, 1.0), size=self.d)
+        self.w_star = signs * rng.uniform(*self.teacher, size=self.d)
+        dense = self.dictionary @ self.w_star
+        self.dense_direction = dense / np.linalg.norm(dense)
+        self._atoms = np.ascontiguousarray(self.dictionary.T, dtype=self.dtype)
+
+    def __repr__(self):
+        return (f"SparseCodingModel(d={self.d}, k={self.k:g}, dictionary={self.dictionary_kind!r}, "
+                f"noise={self.noise:g}, magnitude={self.magnitude}, margin={self.margin:g}, "
+                f"seed={self.seed})")
+
+    def sample_codes(self, n, rng=None):
+        r"""Draw ``n`` codes and their labels.
+
+        Parameters
+        ----------
+        n : int
+            Number of samples, ``n >= 1``.
+        rng : numpy.random.Generator or int, optional
+            Source of randomness (default: a fresh ``default_rng(0)``).
+
+        Returns
+        -------
+        z : (n, d) ndarray
+            Sparse codes (dense storage, about ``k`` non-zeros per row).
+        y : (n,) ndarray of int8
+            Labels :math:`\operatorname{sign}\langle w^*, z\rangle`, ties to +1.
+        """
+        n = check_int("n", n, 1)
+        rng = check_random_state(0 if rng is None else rng)
+        zs, ys, have = [], [], 0
+        for _ in range(_MAX_REJECTION_ROUNDS):
+            z = self._draw_codes(n - have, rng)
+            score = z.astype(np.float64) @ self.w_star
+            keep = np.abs(score) >= self.margin
+            zs.append(z[keep])
+            ys.append(np.where(score[keep] >= 0, 1, -1).astype(np.int8))
+            have += int(keep.sum())
+            if have == n:
+                return np.concatenate(zs), np.concatenate(ys)
+        raise ValueError(f"margin={self.margin} is too large for this model: fewer than "
+                         f"{n} of the codes drawn in {_MAX_REJECTION_ROUNDS} rounds reached it")
+
+    def _draw_codes(self, n, rng):
+        counts = rng.binomial(self.d, self.k / self.d, size=n)
+        total = int(counts.sum())
+        uniforms = rng.random(total)
+        signs = rng.integers(0, 2, size=total) * 2.0 - 1.0
+        values = signs * np.minimum(rng.uniform(*self.magnitude, size=total) / np.sqrt(self.k), 1.0)
+        z = np.zeros((n, self.d), dtype=self.dtype)
+        kernels.fill_sparse_codes(counts, uniforms, values.astype(self.dtype), z)
+        return z
+
+    def encode(self, z, rng=None):
+        r"""Inputs :math:`x = M z + \xi` for given codes ``z`` of shape ``(n, d)``.
+
+        ``rng`` is needed only when ``noise > 0``.
+        """
+        x = np.empty_like(z)
+        kernels.sparse_rows_times(z, self._atoms, x)
+        if self.noise > 0:
+            rng = check_random_state(0 if rng is None else rng)
+            x += (self.noise / np.sqrt(self.d)) * rng.standard_normal(x.shape, dtype=self.dtype)
+        return x
+
+    def sample(self, n, rng=None):
+        """Draw ``n`` labelled samples.
+
+        Parameters
+        ----------
+        n : int
+            Number of samples, ``n >= 1``.
+        rng : numpy.random.Generator or int, optional
+            Source of randomness.
+
+        Returns
+        -------
+        x : (n, d) ndarray
+            Inputs :math:`M z + \\xi`.
+        y : (n,) ndarray of int8
+            Labels in {-1, +1}.
+        z : (n, d) ndarray
+            The hidden sparse codes.
+        """
+        rng = check_random_state(0 if rng is None else rng)
+        z, y = self.sample_codes(n, rng)
+        return self.encode(z, rng), y, z
+
+    def rvs(self, size=1, random_state=None):
+        """scipy.stats-style alias of :meth:`sample`: returns ``(x, y, z)``."""
+        return self.sample(size, random_state)
+
+
+class TrainingData:
+    """Where training batches come from: a fresh stream or a fixed set of ``N``.
+
+    Parameters
+    ----------
+    model : SparseCodingModel
+    n_train : int or None
+        ``None`` for the population regime (a fresh batch every step);
+        otherwise a training set of ``n_train`` samples is drawn once and
+        batches are drawn from it uniformly with replacement.
+    rng : numpy.random.Generator
+        Drives both the fixed set and the batches.
+    """
+
+    def __init__(self, model, n_train, rng):
+        self.model = model
+        self.rng = check_random_state(rng)
+        self.n_train = None if n_train is None else check_int("n_train", n_train, 1)
+        self.fixed = None if n_train is None else model.sample(self.n_train, self.rng)
+
+    def batch(self, size):
+        """Return one batch ``(x, y, z)`` of ``size`` samples."""
+        if self.fixed is None:
+            return self.model.sample(size, self.rng)
+        rows = self.rng.integers(0, self.n_train, size=size)
+        return tuple(a[rows] for a in self.fixed)
+
+
+def _check_range_pair(name, pair, low):
+    try:
+        a, b = pair
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a pair (low, high), got {pair!r}") from err
+    a = check_float(f"{name}[0]", a, low, closed=(False, True))
+    b = check_float(f"{name}[1]", b, a)
+    return (a, b)

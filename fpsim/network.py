@@ -1,0 +1,298 @@
+r"""The two-layer soft-threshold network (``../shared/MODEL.md`` §3).
+
+.. math::
+
+    f(x) = \sum_{i=1}^m \big[\phi(\langle w_i, x\rangle - b_i)
+                             - \phi(-\langle w_i, x\rangle - b_i)\big]
+
+with :math:`\phi` the ReLU (or its smoothed version), second layer fixed to 1,
+biases :math:`b_i` set by a :class:`Threshold` schedule (never trained), and
+logistic loss :math:`\ell = \log(1 + e^{-y f(x)})` plus optional weight decay
+:math:`(\lambda/2)\|W\|_F^2`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import kernels
+from ._validation import (check_array, check_choice, check_dtype, check_float, check_int,
+                          check_labels, check_random_state)
+
+ACTIVATIONS = ("relu", "smooth")
+THRESHOLD_KINDS = ("relative", "absolute")
+
+
+class Threshold:
+    r"""Bias schedule: :math:`b_i = \theta_t \|w_i\|_2` (relative) or :math:`b_i = \theta_t` (absolute).
+
+    :math:`\theta_t` ramps linearly from ``start`` to ``end`` over the first
+    ``ramp_steps`` steps and stays at ``end`` afterwards.
+
+    Parameters
+    ----------
+    start : float
+        :math:`\theta_0 \ge 0`.
+    kind : {"relative", "absolute"}, default "relative"
+    end : float, optional
+        Final value (default: ``start``, a constant threshold).
+    ramp_steps : int, default 0
+        Length of the linear ramp.
+    """
+
+    def __init__(self, start, kind="relative", end=None, ramp_steps=0):
+        self.start = check_float("threshold", start, 0)
+        self.end = self.start if end is None else check_float("threshold_end", end, 0)
+        self.kind = check_choice("threshold_kind", kind, THRESHOLD_KINDS)
+        self.ramp_steps = check_int("ramp_steps", ramp_steps, 0)
+
+    def __repr__(self):
+        return (f"Threshold(start={self.start:g}, kind={self.kind!r}, end={self.end:g}, "
+                f"ramp_steps={self.ramp_steps})")
+
+    def at(self, step):
+        r""":math:`\theta_t` at training step ``step``."""
+        if step >= self.ramp_steps:
+            return self.end
+        return self.start + (self.end - self.start) * step / self.ramp_steps
+
+    def bias(self, W, step):
+        """Biases ``(m,)`` for weights ``W`` ``(m, d)`` at ``step``."""
+        theta = self.at(step)
+        if self.kind == "absolute":
+            return np.full(W.shape[0], theta, dtype=W.dtype)
+        return (theta * np.linalg.norm(W, axis=1)).astype(W.dtype)
+
+
+class Workspace:
+    """Preallocated buffers for repeated loss/gradient evaluations on batches of one size.
+
+    Passing the same workspace to :meth:`TwoLayerNet.loss_grad` or
+    :meth:`TwoLayerNet.input_grad` makes a training loop allocation-free.
+    """
+
+    def __init__(self, n, m, d, dtype):
+        self.u = np.empty((n, m), dtype)      # pre-activations, then dl/du
+        self.f = np.empty(n, dtype)           # network outputs
+        self.grad_w = np.empty((m, d), dtype)  # dL/dW
+        self.grad_x = np.empty((n, d), dtype)  # dl/dx per example
+
+    def fits(self, n, m, d, dtype):
+        return self.u.shape == (n, m) and self.grad_w.shape == (m, d) and self.u.dtype == dtype
+
+
+class TwoLayerNet:
+    r"""Two-layer soft-threshold ReLU network with fixed second layer.
+
+    Parameters
+    ----------
+    W : (m, d) array_like
+        First-layer weights :math:`w_i` (rows); float32 or float64.
+    threshold : float or Threshold, default 0.0
+        Bias rule; a float means a constant relative threshold :math:`\theta`.
+    activation : {"relu", "smooth"}, default "relu"
+    q : float, default 2.0
+        Degree of the smoothed ReLU (``q >= 2``; used when ``activation="smooth"``).
+    rho : float, default 0.1
+        Width :math:`\varrho > 0` of the smoothed ReLU.
+    W_init : (m, d) array_like, optional
+        Initial weights :math:`w_i^0`, kept for the correlation with
+        initialisation (default: a copy of ``W``).
+
+    Attributes
+    ----------
+    W : (m, d) ndarray
+        Current weights (assignable; validated on assignment).
+    W_init : (m, d) ndarray
+        Weights at initialisation.
+    step : int
+        Training steps taken; sets :math:`\theta_t` of the threshold schedule.
+    """
+
+    def __init__(self, W, threshold=0.0, activation="relu", q=2.0, rho=0.1, W_init=None):
+        W = check_array("W", W, 2)
+        check_dtype("W.dtype", W.dtype)
+        self._W = W.copy()
+        self.threshold = threshold if isinstance(threshold, Threshold) else Threshold(threshold)
+        self.activation = check_choice("activation", activation, ACTIVATIONS)
+        self.q = check_float("q", q, 2)
+        self.rho = check_float("rho", rho, 0, closed=(False, True))
+        self.W_init = self._W.copy() if W_init is None else check_array(
+            "W_init", W_init, 2, dtype=W.dtype, shape=W.shape)
+        self.step = 0
+
+    @classmethod
+    def random(cls, m, d, sigma0=None, threshold=0.0, seed=0, dtype=np.float32, **kwargs):
+        r"""Randomly initialised network, :math:`w_i^0 \sim \mathcal N(0, \sigma_0^2 I_d)`.
+
+        Parameters
+        ----------
+        m, d : int
+            Number of neurons and input dimension (both ``>= 1``).
+        sigma0 : float, optional
+            Initial scale :math:`\sigma_0 > 0` (default ``1/d``).
+        threshold : float or Threshold
+        seed : int or numpy.random.Generator
+        dtype : {float32, float64}
+        **kwargs
+            Passed to the constructor (``activation``, ``q``, ``rho``).
+        """
+        m = check_int("m", m, 1)
+        d = check_int("d", d, 1)
+        sigma0 = 1.0 / d if sigma0 is None else check_float("sigma0", sigma0, 0, closed=(False, True))
+        dtype = check_dtype("dtype", dtype)
+        W = sigma0 * check_random_state(seed).standard_normal((m, d))
+        return cls(W.astype(dtype), threshold=threshold, **kwargs)
+
+    # -- state ---------------------------------------------------------------
+    @property
+    def W(self):
+        return self._W
+
+    @W.setter
+    def W(self, value):
+        self._W = check_array("W", value, 2, dtype=self._W.dtype, shape=self._W.shape).copy()
+
+    @property
+    def m(self):
+        return self._W.shape[0]
+
+    @property
+    def d(self):
+        return self._W.shape[1]
+
+    @property
+    def dtype(self):
+        return self._W.dtype
+
+    @property
+    def rho_effective(self):
+        """Activation width passed to the kernels (0 means the plain ReLU)."""
+        return self.rho if self.activation == "smooth" else 0.0
+
+    def bias(self):
+        """Current biases :math:`b_i` ``(m,)`` (threshold schedule at :attr:`step`)."""
+        return self.threshold.bias(self._W, self.step)
+
+    def copy(self):
+        """Independent copy (weights, initial weights, schedule position)."""
+        net = TwoLayerNet(self._W, self.threshold, self.activation, self.q, self.rho, self.W_init)
+        net.step = self.step
+        return net
+
+    def __repr__(self):
+        return (f"TwoLayerNet(m={self.m}, d={self.d}, threshold={self.threshold!r}, "
+                f"activation={self.activation!r}, dtype={self.dtype}, step={self.step})")
+
+    # -- evaluation ----------------------------------------------------------
+    def _inputs(self, x):
+        return check_array("x", x, 2, dtype=self.dtype, shape=(None, self.d))
+
+    def _units(self, x, bias, ws):
+        """Fill ``ws.f`` with f(x) and ``ws.u`` with unit slopes ds/du."""
+        np.matmul(x, self._W.T, out=ws.u)
+        kernels.soft_threshold_units(ws.u, bias, self.q, self.rho_effective, ws.f, ws.u)
+
+    def _workspace(self, n, ws):
+        if ws is None or not ws.fits(n, self.m, self.d, self.dtype):
+            ws = Workspace(n, self.m, self.d, self.dtype)
+        return ws
+
+    def forward(self, x, bias=None):
+        """Network output :math:`f(x)`.
+
+        Parameters
+        ----------
+        x : (n, d) array_like
+        bias : (m,) array_like, optional
+            Biases to use instead of the current schedule's.
+
+        Returns
+        -------
+        f : (n,) ndarray
+        """
+        x = self._inputs(x)
+        ws = self._workspace(x.shape[0], None)
+        self._units(x, self._bias_or(bias), ws)
+        return ws.f
+
+    def predict(self, x):
+        """Labels :math:`\\operatorname{sign} f(x)` in {-1, +1} (ties to +1)."""
+        return np.where(self.forward(x) >= 0, 1, -1).astype(np.int8)
+
+    def accuracy(self, x, y):
+        """Fraction of ``(x, y)`` with :math:`y f(x) > 0`."""
+        x = self._inputs(x)
+        y = check_labels("y", y, x.shape[0])
+        return float(np.mean(y * self.forward(x) > 0))
+
+    def _bias_or(self, bias):
+        if bias is None:
+            return self.bias()
+        return check_array("bias", bias, 1, dtype=self.dtype, shape=(self.m,))
+
+    def _coefficients(self, x, y, bias, ws):
+        """Per-example :math:`\\partial \\ell_b/\\partial u_{bi}` into ``ws.u``; returns summed loss."""
+        self._units(x, bias, ws)
+        return kernels.logistic_loss_coefficients(ws.f, y, ws.u)
+
+    def loss(self, x, y, weight_decay=0.0, bias=None):
+        r"""Mean logistic loss plus :math:`(\lambda/2)\|W\|_F^2`."""
+        return self.loss_grad(x, y, weight_decay, bias)[0]
+
+    def loss_grad(self, x, y, weight_decay=0.0, bias=None, workspace=None):
+        r"""Loss and its gradient in ``W``, the biases held fixed.
+
+        .. math::
+
+            L = \frac1n \sum_b \ell_b + \frac\lambda2 \|W\|_F^2, \qquad
+            \frac{\partial L}{\partial w_i} = \frac1n \sum_b
+                -y_b\,\sigma(-y_b f_b)\, s'(u_{bi})\, x_b + \lambda w_i
+
+        Parameters
+        ----------
+        x : (n, d) array_like
+        y : (n,) array_like of {-1, +1}
+        weight_decay : float, default 0.0
+            :math:`\lambda \ge 0`.
+        bias : (m,) array_like, optional
+            Biases to hold fixed (default: the current schedule's).
+        workspace : Workspace, optional
+            Buffers to reuse; the returned gradient is ``workspace.grad_w``.
+
+        Returns
+        -------
+        loss : float
+        grad : (m, d) ndarray
+        """
+        x = self._inputs(x)
+        n = x.shape[0]
+        y = check_labels("y", y, n).astype(self.dtype, copy=False)
+        lam = check_float("weight_decay", weight_decay, 0)
+        ws = self._workspace(n, workspace)
+        loss = self._coefficients(x, y, self._bias_or(bias), ws) / n
+        np.matmul(ws.u.T, x, out=ws.grad_w)
+        ws.grad_w *= 1.0 / n
+        if lam > 0:
+            ws.grad_w += lam * self._W
+            loss += 0.5 * lam * float(np.vdot(self._W, self._W))
+        return float(loss), ws.grad_w
+
+    def input_grad(self, x, y, bias=None, workspace=None):
+        r"""Per-example input gradient of the loss, biases held fixed.
+
+        .. math::
+
+            \frac{\partial \ell_b}{\partial x_b} = -y_b\, \sigma(-y_b f_b)
+                \sum_i s'(u_{bi})\, w_i
+
+        Returns
+        -------
+        grad : (n, d) ndarray
+        """
+        x = self._inputs(x)
+        n = x.shape[0]
+        y = check_labels("y", y, n).astype(self.dtype, copy=False)
+        ws = self._workspace(n, workspace)
+        self._coefficients(x, y, self._bias_or(bias), ws)
+        np.matmul(ws.u, self._W, out=ws.grad_x)
+        return ws.grad_x

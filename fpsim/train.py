@@ -1,0 +1,260 @@
+r"""Stochastic gradient descent, clean and adversarial (``../shared/MODEL.md`` §4).
+
+One loop (:func:`run_sgd`) serves every variant: it draws batches, lets an
+optional attack replace each input by :math:`x + \delta(x)`, takes one SGD step
+
+.. math::
+
+    W \leftarrow W - \eta \big(\nabla_W \tfrac1B \textstyle\sum_b \ell_b + \lambda W\big),
+
+records a history, prints progress and checkpoints.  Two interchangeable
+*steppers* do the step itself:
+
+* :class:`DenseStep` works on :math:`x` with two BLAS products per step.
+* :class:`DictionaryStep` (noise-free clean training only) works in the
+  dictionary basis: :math:`M` is orthogonal, so :math:`\langle w_i, x\rangle =
+  \langle a_i, z\rangle` with :math:`A = W M`, and with :math:`k`-sparse codes a
+  step costs :math:`\propto B k m` instead of :math:`B d m`.  It gives the same
+  iterates as :class:`DenseStep` up to float rounding.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from . import kernels
+from ._io import atomic_savez
+from ._validation import check_choice, check_float, check_int, stream
+from .data import TrainingData
+from .network import Workspace
+
+PATHS = ("auto", "dense", "dictionary")
+
+
+class DenseStep:
+    """SGD step on inputs ``x``: ``U = X W^T`` and ``G = C^T X`` by BLAS, the rest fused."""
+
+    def __init__(self, net, batch):
+        self.net = net
+        self.ws = Workspace(batch, net.m, net.d, net.dtype)
+
+    def step(self, x, y, z, lr, weight_decay):
+        """One SGD step; returns the batch's mean loss."""
+        loss, grad = self.net.loss_grad(x, y, weight_decay, workspace=self.ws)
+        grad *= -lr
+        self.net._W += grad
+        return loss
+
+    def weights(self):
+        return self.net.W
+
+    def state(self):
+        return {"W": self.net.W}
+
+    def load(self, state):
+        self.net._W[...] = state["W"]
+
+
+class DictionaryStep:
+    r"""SGD step in the dictionary basis on codes ``z`` (requires noise-free data).
+
+    Keeps :math:`A^T = M^T W^T` ``(d, m)``; the pre-activations are
+    :math:`u_b = A z_b` and the gradient :math:`\nabla_A L = \frac1B \sum_b
+    (\partial\ell_b/\partial u_b) z_b^T` touches only the atoms present in the
+    batch.  Relative biases use :math:`\|a_i\| = \|w_i\|`.
+    """
+
+    def __init__(self, net, model, batch):
+        if model.noise != 0:
+            raise ValueError("path='dictionary' needs noise-free data (noise=0); use path='dense'")
+        self.net = net
+        self.dictionary = model.dictionary.astype(net.dtype)
+        self.a_t = np.ascontiguousarray(self.dictionary.T @ net.W.T)
+        self.u = np.empty((batch, net.m), net.dtype)
+        self.f = np.empty(batch, net.dtype)
+
+    def step(self, x, y, z, lr, weight_decay):
+        net = self.net
+        bias = net.threshold.bias(self.a_t.T, net.step)
+        kernels.sparse_rows_times(z, self.a_t, self.u)
+        kernels.soft_threshold_units(self.u, bias, net.q, net.rho_effective, self.f, self.u)
+        loss = kernels.logistic_loss_coefficients(self.f, y.astype(net.dtype), self.u) / len(y)
+        if weight_decay > 0:
+            loss += 0.5 * weight_decay * float(np.vdot(self.a_t, self.a_t))
+            self.a_t *= 1.0 - lr * weight_decay
+        kernels.sparse_rank_update(z, self.u, -lr / len(y), self.a_t)
+        return loss
+
+    def weights(self):
+        """Current ``W = A M^T`` (computed on request)."""
+        return (self.dictionary @ self.a_t).T
+
+    def state(self):
+        return {"a_t": self.a_t}
+
+    def load(self, state):
+        self.a_t[...] = state["a_t"]
+
+
+def median_abs_cos(W, W_ref):
+    r"""Median over neurons of :math:`|\cos(w_i, w^{\rm ref}_i)|`."""
+    num = np.einsum("ij,ij->i", W, W_ref, dtype=np.float64)
+    den = np.linalg.norm(W, axis=1) * np.linalg.norm(W_ref, axis=1)
+    return float(np.median(np.abs(num) / np.maximum(den, 1e-300)))
+
+
+def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, seed=0,
+            phase="clean", perturb=None, evaluate=None, path="auto", eval_size=2000,
+            record_every=None, progress=False, checkpoint=None, checkpoint_every=None):
+    r"""The SGD loop shared by clean and adversarial training.
+
+    Parameters
+    ----------
+    net : TwoLayerNet
+        Starting network (not modified; a trained copy is returned).
+    model : SparseCodingModel
+    steps : int
+        Number of SGD steps :math:`T \ge 1`.
+    batch : int
+        Batch size :math:`B \ge 1`.
+    lr : float
+        Step size :math:`\eta > 0`.
+    weight_decay : float, default 0
+        :math:`\lambda \ge 0`.
+    n_train : int or None, default None
+        ``None``: fresh samples every step; else a fixed training set of that size.
+    seed : int
+        Seeds the batches (stream ``phase``) and the held-out set (stream ``eval``).
+    phase : {"clean", "adversarial"}
+        Names the random stream of the batches, so the two phases never share data.
+    perturb : callable, optional
+        ``perturb(net, x, y, rng) -> x_adv``: the attack of adversarial training.
+    evaluate : callable, optional
+        ``evaluate(net, x_eval, y_eval) -> dict`` of extra history entries.
+    path : {"auto", "dense", "dictionary"}
+        Stepper; ``auto`` picks ``dictionary`` for noise-free clean training.
+    eval_size : int, default 2000
+        Size of the held-out set for the history.
+    record_every : int, optional
+        History interval in steps (default: ``steps // 20``, at least 1).
+    progress : bool
+        Print a progress line to stderr about every 2 seconds.
+    checkpoint : str or path, optional
+        File (``.npz``) to checkpoint to and resume from; a resumed run gives
+        the same result, bit for bit, as an uninterrupted one.
+    checkpoint_every : int, optional
+        Checkpoint interval in steps (default: ``5 * record_every``).
+
+    Returns
+    -------
+    net : TwoLayerNet
+        Trained copy of ``net``.
+    history : dict of lists
+        ``step``, ``loss`` (mean training loss since the previous record),
+        ``accuracy`` (held-out clean accuracy), ``median_cos_init``
+        (median :math:`|\cos(w_i^0, w_i)|`), plus ``evaluate``'s entries.
+    """
+    steps = check_int("steps", steps, 1)
+    batch = check_int("batch", batch, 1)
+    lr = check_float("lr", lr, 0, closed=(False, True))
+    weight_decay = check_float("weight_decay", weight_decay, 0)
+    check_choice("phase", phase, ("clean", "adversarial"))
+    check_choice("path", path, PATHS)
+    eval_size = check_int("eval_size", eval_size, 1)
+    if model.d != net.d:
+        raise ValueError(f"net.d={net.d} does not match model.d={model.d}")
+    record_every = max(steps // 20, 1) if record_every is None else check_int("record_every", record_every, 1)
+    checkpoint_every = 5 * record_every if checkpoint_every is None else check_int(
+        "checkpoint_every", checkpoint_every, 1)
+
+    net = net.copy()
+    if path == "auto":
+        path = "dictionary" if model.noise == 0 and perturb is None else "dense"
+    if path == "dictionary" and perturb is not None:
+        raise ValueError("path='dictionary' is for clean training only (perturbations are dense)")
+    stepper = DictionaryStep(net, model, batch) if path == "dictionary" else DenseStep(net, batch)
+    data = TrainingData(model, n_train, stream(seed, phase))
+    x_eval, y_eval, _ = model.sample(eval_size, stream(seed, "eval"))
+    attack_rng = stream(seed, "attack")
+    history = {"step": [], "loss": [], "accuracy": [], "median_cos_init": []}
+    start, loss_sum, loss_count = 0, 0.0, 0
+
+    if checkpoint is not None and os.path.exists(checkpoint):
+        start, history, loss_sum, loss_count = _resume(checkpoint, stepper, data, attack_rng)
+    first_step = net.step
+    net.step += start
+    clock = time.perf_counter()
+    last_print = clock
+    for t in range(start, steps):
+        x, y, z = data.batch(batch)
+        if perturb is not None:
+            x = perturb(net, x, y, attack_rng)
+        loss_sum += stepper.step(x, y, z, lr, weight_decay)
+        loss_count += 1
+        net.step += 1
+        done = t + 1
+        if done % record_every == 0 or done == steps:
+            net._W[...] = stepper.weights()
+            _record(history, net, done, loss_sum / loss_count, x_eval, y_eval, evaluate)
+            loss_sum, loss_count = 0.0, 0
+        if progress and (time.perf_counter() - last_print > 2.0 or done == steps):
+            last_print = time.perf_counter()
+            _print_progress(phase, done, steps, history, last_print - clock, done - start)
+        if checkpoint is not None and (done % checkpoint_every == 0) and done < steps:
+            _save_checkpoint(checkpoint, done, stepper, data, attack_rng, history, loss_sum, loss_count)
+    net._W[...] = stepper.weights()
+    net.step = first_step + steps
+    return net, history
+
+
+def train_clean(net, model, steps, batch, lr, **kwargs):
+    """Clean SGD from ``net``'s weights; see :func:`run_sgd` for every option.
+
+    Returns
+    -------
+    net : TwoLayerNet
+        Trained copy.
+    history : dict of lists
+    """
+    return run_sgd(net, model, steps=steps, batch=batch, lr=lr, phase="clean", **kwargs)
+
+
+def _record(history, net, step, loss, x_eval, y_eval, evaluate):
+    history["step"].append(step)
+    history["loss"].append(float(loss))
+    history["accuracy"].append(net.accuracy(x_eval, y_eval))
+    history["median_cos_init"].append(median_abs_cos(net.W, net.W_init))
+    for key, value in (evaluate(net, x_eval, y_eval) if evaluate else {}).items():
+        history.setdefault(key, []).append(value)
+
+
+def _print_progress(phase, done, steps, history, elapsed, run_steps):
+    eta = elapsed / max(run_steps, 1) * (steps - done)
+    last = {k: v[-1] for k, v in history.items() if v}
+    extra = " ".join(f"{k} {v:.3f}" for k, v in last.items() if k not in ("step", "median_cos_init"))
+    print(f"[fpsim] {phase} {done}/{steps} {extra} ({elapsed:.0f}s, eta {eta:.0f}s)",
+          file=sys.stderr, flush=True)
+
+
+def _save_checkpoint(path, done, stepper, data, attack_rng, history, loss_sum, loss_count):
+    meta = {"step": done, "history": history, "loss_sum": loss_sum, "loss_count": loss_count,
+            "data_rng": data.rng.bit_generator.state, "attack_rng": attack_rng.bit_generator.state}
+    atomic_savez(path, meta=np.array(json.dumps(meta)), **stepper.state())
+
+
+def _resume(path, stepper, data, attack_rng):
+    with np.load(path) as saved:
+        meta = json.loads(str(saved["meta"]))
+        state = {key: saved[key] for key in saved.files if key != "meta"}
+    expected = stepper.state()
+    if state.keys() != expected.keys() or any(state[k].shape != v.shape for k, v in expected.items()):
+        raise ValueError(f"checkpoint {path} was written by a different run (path or sizes differ); "
+                         "delete it or choose another checkpoint file")
+    stepper.load(state)
+    data.rng.bit_generator.state = meta["data_rng"]
+    attack_rng.bit_generator.state = meta["attack_rng"]
+    return meta["step"], meta["history"], meta["loss_sum"], meta["loss_count"]
