@@ -100,11 +100,21 @@ class DictionaryStep:
         self.a_t[...] = state["a_t"]
 
 
+def row_cosines(W, W_ref):
+    r"""Per-row cosine :math:`\cos(w_i, w^{\rm ref}_i)`, ``(m,)`` float64 (0 where a row is zero).
+
+    The one implementation of the neuron-wise cosine; :mod:`fpsim.metrics`
+    builds the correlation with initialisation (C1) and purification (C4) on it.
+    """
+    num = np.einsum("ij,ij->i", W, W_ref, dtype=np.float64)
+    den = (np.linalg.norm(np.asarray(W, np.float64), axis=1)
+           * np.linalg.norm(np.asarray(W_ref, np.float64), axis=1))
+    return num / np.maximum(den, 1e-300)
+
+
 def median_abs_cos(W, W_ref):
     r"""Median over neurons of :math:`|\cos(w_i, w^{\rm ref}_i)|`."""
-    num = np.einsum("ij,ij->i", W, W_ref, dtype=np.float64)
-    den = np.linalg.norm(W, axis=1) * np.linalg.norm(W_ref, axis=1)
-    return float(np.median(np.abs(num) / np.maximum(den, 1e-300)))
+    return float(np.median(np.abs(row_cosines(W, W_ref))))
 
 
 def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, seed=0,
@@ -183,8 +193,10 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
     history = {"step": [], "loss": [], "accuracy": [], "median_cos_init": []}
     start, loss_sum, loss_count = 0, 0.0, 0
 
+    run_key = {"steps": steps, "batch": batch, "lr": lr, "weight_decay": weight_decay, "seed": seed,
+               "phase": phase, "path": path, "n_train": n_train, "record_every": record_every}
     if checkpoint is not None and os.path.exists(checkpoint):
-        start, history, loss_sum, loss_count = _resume(checkpoint, stepper, data, attack_rng)
+        start, history, loss_sum, loss_count = _resume(checkpoint, run_key, stepper, data, attack_rng)
     first_step = net.step
     net.step += start
     clock = time.perf_counter()
@@ -205,7 +217,8 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
             last_print = time.perf_counter()
             _print_progress(phase, done, steps, history, last_print - clock, done - start)
         if checkpoint is not None and (done % checkpoint_every == 0) and done < steps:
-            _save_checkpoint(checkpoint, done, stepper, data, attack_rng, history, loss_sum, loss_count)
+            _save_checkpoint(checkpoint, run_key, done, stepper, data, attack_rng, history,
+                             loss_sum, loss_count)
     net._W[...] = stepper.weights()
     net.step = first_step + steps
     return net, history
@@ -240,19 +253,20 @@ def _print_progress(phase, done, steps, history, elapsed, run_steps):
           file=sys.stderr, flush=True)
 
 
-def _save_checkpoint(path, done, stepper, data, attack_rng, history, loss_sum, loss_count):
-    meta = {"step": done, "history": history, "loss_sum": loss_sum, "loss_count": loss_count,
+def _save_checkpoint(path, run_key, done, stepper, data, attack_rng, history, loss_sum, loss_count):
+    meta = {"run": run_key, "step": done, "history": history, "loss_sum": loss_sum, "loss_count": loss_count,
             "data_rng": data.rng.bit_generator.state, "attack_rng": attack_rng.bit_generator.state}
     atomic_savez(path, meta=np.array(json.dumps(meta)), **stepper.state())
 
 
-def _resume(path, stepper, data, attack_rng):
+def _resume(path, run_key, stepper, data, attack_rng):
     with np.load(path) as saved:
         meta = json.loads(str(saved["meta"]))
         state = {key: saved[key] for key in saved.files if key != "meta"}
     expected = stepper.state()
-    if state.keys() != expected.keys() or any(state[k].shape != v.shape for k, v in expected.items()):
-        raise ValueError(f"checkpoint {path} was written by a different run (path or sizes differ); "
+    if (meta["run"] != run_key or state.keys() != expected.keys()
+            or any(state[k].shape != v.shape for k, v in expected.items())):
+        raise ValueError(f"checkpoint {path} was written by a different run (settings or sizes differ); "
                          "delete it or choose another checkpoint file")
     stepper.load(state)
     data.rng.bit_generator.state = meta["data_rng"]

@@ -1,0 +1,209 @@
+"""Presets, the end-to-end pipeline, and the report files.
+
+:func:`run_experiment` is the main job: draw the model and the initial
+network, train cleanly, train adversarially from the clean weights, measure
+every theorem quantity and write ``DIR/report.json`` and ``DIR/weights.npz``
+(both atomically).  Each finished phase is kept under ``DIR/.fpsim/`` and an
+unfinished one checkpoints there, so an interrupted run started again with the
+same config resumes and ends with the same numbers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import __version__
+from ._io import atomic_savez, atomic_write_json
+from ._validation import check_choice, check_dtype, check_float, check_int, check_norm, stream
+from .data import DICTIONARIES, SparseCodingModel
+from .network import ACTIVATIONS, THRESHOLD_KINDS, Threshold, TwoLayerNet
+from .train import train_clean
+
+
+def _opt(default, help, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass
+class Config:
+    """Every setting of one experiment; field help texts are the CLI's ``--help``."""
+
+    # data (MODEL.md §2)
+    d: int = _opt(100, "input dimension d (>= 2)")
+    k: float = _opt(4.0, "expected code sparsity k, 1 <= k < d")
+    dictionary: str = _opt("random", "dictionary M", choices=DICTIONARIES)
+    noise: float = _opt(0.0, "noise level sigma_xi >= 0 (noise N(0, sigma_xi^2/d I))")
+    magnitude: tuple = _opt((1.0, 2.0), "range [a, b] of U; non-zero |z_j| = min(U/sqrt(k), 1)")
+    teacher: tuple = _opt((0.5, 1.0), "range of |w*_j| (signs uniform)")
+    margin: float = _opt(0.0, "label margin gamma >= 0: codes with |<w*, z>| < gamma are redrawn")
+    # network (MODEL.md §3)
+    m: int = _opt(200, "number of neurons m")
+    sigma0: float = _opt(0.0, "initial weight scale sigma_0 (0 means 1/d)")
+    threshold: float = _opt(0.3, "threshold theta (relative: b_i = theta ||w_i||; absolute: b_i = theta)")
+    threshold_end: float = _opt(-1.0, "final theta of a linear ramp (-1: constant threshold)")
+    ramp_steps: int = _opt(0, "steps of the threshold ramp (counted over clean training)")
+    threshold_kind: str = _opt("relative", "bias rule", choices=THRESHOLD_KINDS)
+    activation: str = _opt("relu", "activation phi", choices=ACTIVATIONS)
+    q: float = _opt(2.0, "degree q >= 2 of the smoothed ReLU")
+    rho: float = _opt(0.1, "width rho > 0 of the smoothed ReLU")
+    dtype: str = _opt("float32", "floating point type", choices=("float32", "float64"))
+    # clean training (MODEL.md §4)
+    clean_steps: int = _opt(1000, "clean SGD steps T")
+    batch: int = _opt(128, "batch size B")
+    lr: float = _opt(0.5, "clean step size eta")
+    weight_decay: float = _opt(0.0, "weight decay lambda >= 0 (both phases)")
+    n_train: int = _opt(0, "training-set size N (0: a fresh batch every step)")
+    # adversarial training (MODEL.md §4-§5)
+    adv_steps: int = _opt(500, "adversarial SGD steps (0 skips the phase)")
+    adv_lr: float = _opt(0.0, "adversarial step size (0: same as lr)")
+    attack: str = _opt("pgd", "attack used in adversarial training", choices=("pgd", "fgm"))
+    norm: str = _opt("2", "perturbation norm", choices=("2", "inf"))
+    tau: float = _opt(0.25, "perturbation radius tau")
+    attack_steps: int = _opt(5, "PGD steps during adversarial training")
+    # evaluation (MODEL.md §5-§7)
+    eval_size: int = _opt(2000, "held-out samples for the final evaluation")
+    robust_eval_size: int = _opt(500, "held-out samples for robust accuracy (attacks, certificates)")
+    pgd_steps: int = _opt(20, "PGD steps when evaluating robust accuracy")
+    restarts: int = _opt(2, "PGD restarts when evaluating robust accuracy")
+    curve_points: int = _opt(9, "points of the robust-accuracy curve over tau' in (0, 2 tau]")
+    baseline_steps: int = _opt(0, "SGD steps for the C6 baselines (0: skip them)")
+    seed: int = _opt(0, "the one seed every random draw derives from")
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self):
+        """Check every field; raises ValueError/TypeError naming the field and its range."""
+        check_int("d", self.d, 2)
+        check_float("k", self.k, 1, self.d, closed=(True, False))
+        for name in ("dictionary", "threshold_kind", "activation", "dtype", "attack", "norm"):
+            check_choice(name, getattr(self, name), self.__dataclass_fields__[name].metadata["choices"])
+        for name in ("noise", "margin", "threshold", "weight_decay", "tau", "sigma0", "adv_lr"):
+            check_float(name, getattr(self, name), 0)
+        for name in ("m", "clean_steps", "batch", "eval_size", "robust_eval_size", "pgd_steps",
+                     "restarts", "curve_points"):
+            check_int(name, getattr(self, name), 1)
+        for name in ("ramp_steps", "n_train", "adv_steps", "attack_steps", "baseline_steps", "seed"):
+            check_int(name, getattr(self, name), 0)
+        check_float("lr", self.lr, 0, closed=(False, True))
+        check_float("q", self.q, 2)
+        check_float("rho", self.rho, 0, closed=(False, True))
+        if self.threshold_end != -1.0:
+            check_float("threshold_end", self.threshold_end, 0)
+        if self.robust_eval_size > self.eval_size:
+            raise ValueError(f"robust_eval_size must lie in [1, eval_size={self.eval_size}], "
+                             f"got {self.robust_eval_size}")
+        check_dtype("dtype", self.dtype)
+        check_norm(self.norm)
+
+    def replace(self, **changes):
+        """Copy with some fields changed (validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    def fingerprint(self):
+        """Stable hash of the config, naming the saved phases of a run."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: Built-in presets: changes to the :class:`Config` defaults.  See ``docs/presets.md``.
+PRESETS = {
+    "quick": dict(),
+    "paper": dict(d=200, k=8, m=400, clean_steps=6000, adv_steps=2000),
+}
+DEFAULT_PRESET = "quick"
+
+
+def preset(name, **overrides):
+    """The :class:`Config` of a built-in preset, with optional field overrides."""
+    check_choice("preset", name, PRESETS)
+    return Config(**{**PRESETS[name], **overrides})
+
+
+def build(config):
+    """The data model and the initial network of a config."""
+    model = SparseCodingModel(config.d, config.k, dictionary=config.dictionary, noise=config.noise,
+                              magnitude=config.magnitude, teacher=config.teacher,
+                              margin=config.margin, seed=config.seed, dtype=config.dtype)
+    end = None if config.threshold_end == -1.0 else config.threshold_end
+    threshold = Threshold(config.threshold, kind=config.threshold_kind, end=end,
+                          ramp_steps=config.ramp_steps)
+    net = TwoLayerNet.random(config.m, config.d, sigma0=config.sigma0 or None, threshold=threshold,
+                             seed=stream(config.seed, "init"), dtype=config.dtype,
+                             activation=config.activation, q=config.q, rho=config.rho)
+    return model, net
+
+
+def run_experiment(config, out_dir, progress=True):
+    """Run the whole pipeline and write the report files.
+
+    Parameters
+    ----------
+    config : Config
+    out_dir : str or path
+        Output folder; receives ``report.json`` and ``weights.npz``.
+    progress : bool
+        Progress lines on stderr.
+
+    Returns
+    -------
+    report : dict
+        What ``report.json`` holds.
+    """
+    config.validate()
+    state_dir = os.path.join(out_dir, ".fpsim", config.fingerprint())
+    os.makedirs(state_dir, exist_ok=True)
+    timings = {}
+    model, net0 = build(config)
+    clock = time.perf_counter()
+    net_clean, hist_clean = _phase(state_dir, "clean", net0, progress, lambda ckpt: train_clean(
+        net0, model, config.clean_steps, config.batch, config.lr, weight_decay=config.weight_decay,
+        n_train=config.n_train or None, seed=config.seed, progress=progress, checkpoint=ckpt))
+    timings["clean_training_s"] = time.perf_counter() - clock
+
+    x_test, y_test, _ = model.sample(config.eval_size, stream(config.seed, "eval"))
+    report = {
+        "fpsim_version": __version__,
+        "seed": config.seed,
+        "config": config.to_dict(),
+        "clean": {"accuracy": net_clean.accuracy(x_test, y_test)},
+        "history": {"clean": hist_clean},
+        "timings": timings,
+    }
+    weights = {"W_init": net0.W, "W_clean": net_clean.W}
+    _write(out_dir, report, weights)
+    return report
+
+
+def _phase(state_dir, name, net0, progress, train):
+    """Run a training phase once: reuse its saved result, or train with a checkpoint and save."""
+    done = os.path.join(state_dir, f"{name}.npz")
+    if os.path.exists(done):
+        with np.load(done) as saved:
+            net = net0.copy()
+            net.W = saved["W"]
+            net.step = int(saved["step"])
+            history = json.loads(str(saved["history"]))
+        if progress:
+            print(f"[fpsim] {name}: reusing the finished phase saved in {done}", file=sys.stderr)
+        return net, history
+    ckpt = os.path.join(state_dir, f"{name}-checkpoint.npz")
+    net, history = train(ckpt)
+    atomic_savez(done, W=net.W, step=net.step, history=np.array(json.dumps(history)))
+    if os.path.exists(ckpt):
+        os.unlink(ckpt)
+    return net, history
+
+
+def _write(out_dir, report, weights):
+    atomic_savez(os.path.join(out_dir, "weights.npz"), **weights)
+    atomic_write_json(os.path.join(out_dir, "report.json"), report)

@@ -1,0 +1,41 @@
+"""``python -m proofs_check --preset NAME [--out DIR] [--strict] [--report FILE]``."""
+import argparse
+import json
+import os
+import sys
+
+from fpsim._io import atomic_write_json
+from fpsim.experiment import PRESETS, preset, run_experiment
+
+from . import evaluate, render_table
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m proofs_check",
+        description="Run fpsim once and check every theorem claim (C1-C7): the paper's statement, "
+                    "the measured numbers, the criterion, PASS/FAIL.")
+    parser.add_argument("--preset", default="quick", choices=sorted(PRESETS))
+    parser.add_argument("--out", default=None, help="output folder [default runs/proofs-PRESET]")
+    parser.add_argument("--report", default=None,
+                        help="check an existing report.json instead of running the pipeline")
+    parser.add_argument("--strict", action="store_true", help="exit 1 if any claim FAILs")
+    parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    args = parser.parse_args(argv)
+    if args.report:
+        with open(args.report) as handle:
+            report = json.load(handle)
+        out = os.path.dirname(os.path.abspath(args.report))
+    else:
+        out = args.out or os.path.join("runs", f"proofs-{args.preset}")
+        report = run_experiment(preset(args.preset), out, progress=not args.quiet)
+    rows = evaluate(report)
+    atomic_write_json(os.path.join(out, "claims.json"), {"config": report["config"], "claims": rows})
+    print(render_table(report, rows))
+    print(f"wrote {os.path.join(out, 'claims.json')}")
+    failed = any(row["verdict"] == "FAIL" for row in rows)
+    return 1 if args.strict and failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

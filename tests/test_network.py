@@ -1,0 +1,145 @@
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, strategies as st
+
+from fpsim import Threshold, TwoLayerNet
+from fpsim import kernels
+
+ACTIVATIONS = [dict(activation="relu"), dict(activation="smooth", q=2.0, rho=0.2),
+               dict(activation="smooth", q=3.0, rho=0.5)]
+
+
+def _unit(u, bias, net):
+    f = np.empty(u.shape[0])
+    slope = np.empty_like(u)
+    kernels.soft_threshold_units(u, bias, net.q, net.rho_effective, f, slope)
+    return f, slope
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS)
+def test_unit_is_odd_and_non_decreasing(act):
+    net = TwoLayerNet(np.ones((1, 1)), **act)
+    u = np.linspace(-3, 3, 601)[:, None]
+    bias = np.array([0.7])
+    f, slope = _unit(u, bias, net)
+    f_neg, _ = _unit(-u, bias, net)
+    np.testing.assert_allclose(f_neg, -f, atol=1e-15)
+    assert np.all(np.diff(f) >= 0)
+    assert np.all(slope >= 0) and np.all(slope <= 1)
+    assert np.all(f[np.abs(u[:, 0]) <= 0.7] == 0)  # dead zone of the soft threshold
+    if act["activation"] == "relu":
+        np.testing.assert_allclose(f, np.sign(u[:, 0]) * np.maximum(np.abs(u[:, 0]) - 0.7, 0))
+
+
+def _fd_check(net, x, y, lam, bias):
+    loss, grad = net.loss_grad(x, y, lam, bias=bias)
+    grad = grad.copy()
+    gx = net.input_grad(x, y, bias=bias).copy()
+    eps = 1e-6
+    W = net.W.copy()
+    num = np.zeros_like(W)
+    for idx in np.ndindex(W.shape):
+        for sgn in (1, -1):
+            W2 = W.copy()
+            W2[idx] += sgn * eps
+            net.W = W2
+            num[idx] += sgn * net.loss(x, y, lam, bias=bias) / (2 * eps)
+    net.W = W
+    np.testing.assert_allclose(grad, num, rtol=1e-5, atol=1e-7)
+    # per-example input gradient of l(y f(x)) = n * d(mean loss)/dx_b
+    num_x = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        for sgn in (1, -1):
+            x2 = x.copy()
+            x2[idx] += sgn * eps
+            num_x[idx] += sgn * net.loss(x2, y, 0.0, bias=bias) * len(y) / (2 * eps)
+    np.testing.assert_allclose(gx, num_x, rtol=1e-5, atol=1e-7)
+
+
+@given(m=st.integers(1, 5), d=st.integers(1, 5), n=st.integers(1, 4), theta=st.floats(0, 1.5),
+       lam=st.sampled_from([0.0, 0.1]), act=st.sampled_from(ACTIVATIONS),
+       seed=st.integers(0, 10**6))
+def test_gradients_match_finite_differences(m, d, n, theta, lam, act, seed):
+    rng = np.random.default_rng(seed)
+    net = TwoLayerNet(rng.standard_normal((m, d)), threshold=theta, **act)
+    x = rng.standard_normal((n, d))
+    y = rng.choice([-1, 1], n)
+    bias = net.bias()
+    u = x @ net.W.T
+    kinks = [bias, -bias]
+    if act["activation"] == "smooth":
+        kinks += [bias + net.rho, -bias - net.rho]
+    # stay away from the kinks, where the derivative is not defined
+    assume(min(np.abs(u - k).min() for k in kinks) > 1e-3)
+    _fd_check(net, x, y, lam, bias)
+
+
+def test_relative_and_absolute_bias():
+    W = np.array([[3.0, 4.0], [0.0, 1.0]])
+    assert np.allclose(TwoLayerNet(W, threshold=0.5).bias(), [2.5, 0.5])
+    assert np.allclose(TwoLayerNet(W, threshold=Threshold(0.5, kind="absolute")).bias(), [0.5, 0.5])
+
+
+def test_threshold_ramp():
+    th = Threshold(0.1, end=0.3, ramp_steps=10)
+    assert th.at(0) == 0.1 and th.at(10) == 0.3 and th.at(100) == 0.3
+    assert np.isclose(th.at(5), 0.2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_loss_finite_at_extreme_margins(dtype):
+    net = TwoLayerNet(np.array([[1.0]], dtype=dtype), threshold=0.0)
+    x = np.array([[1e4], [-1e4], [1e4], [-1e4]], dtype=dtype)
+    y = np.array([1, 1, -1, -1])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loss, grad = net.loss_grad(x, y)
+        gx = net.input_grad(x, y)
+    assert np.isfinite(loss) and np.all(np.isfinite(grad)) and np.all(np.isfinite(gx))
+    # two examples at margin -1e4 contribute 1e4 each to the sum
+    assert np.isclose(loss, (2 * 1e4 + 2 * np.log1p(np.exp(-1e4))) / 4, rtol=1e-6)
+    assert grad.dtype == dtype
+
+
+def test_float32_and_float64_agree():
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((20, 10))
+    x = rng.standard_normal((30, 10))
+    y = rng.choice([-1, 1], 30)
+    l64, g64 = TwoLayerNet(W, threshold=0.2).loss_grad(x, y)
+    l32, g32 = TwoLayerNet(W.astype(np.float32), threshold=0.2).loss_grad(x.astype(np.float32), y)
+    assert abs(l64 - l32) < 1e-5
+    np.testing.assert_allclose(g32, g64, rtol=1e-3, atol=1e-4)
+
+
+def test_random_init_is_seeded():
+    a = TwoLayerNet.random(5, 7, seed=3).W
+    np.testing.assert_array_equal(a, TwoLayerNet.random(5, 7, seed=3).W)
+    assert not np.array_equal(a, TwoLayerNet.random(5, 7, seed=4).W)
+    assert np.isclose(TwoLayerNet.random(400, 100, seed=0, dtype=np.float64).W.std(), 1 / 100, rtol=0.02)
+
+
+def test_bad_network_input():
+    net = TwoLayerNet.random(3, 4)
+    with pytest.raises(ValueError, match="x must have shape"):
+        net.forward(np.zeros((2, 5)))
+    with pytest.raises(ValueError, match="x contains NaN"):
+        net.forward(np.full((2, 4), np.nan))
+    with pytest.raises(TypeError, match="x must be a real"):
+        net.forward(np.zeros((2, 4), dtype=complex))
+    with pytest.raises(ValueError, match="y must contain only"):
+        net.loss_grad(np.zeros((2, 4)), np.array([0, 1]))
+    with pytest.raises(ValueError, match="W contains NaN"):
+        net.W = np.full((3, 4), np.inf)
+    with pytest.raises(ValueError, match="W must have shape"):
+        net.W = np.zeros((4, 3))
+    with pytest.raises(ValueError, match="activation must be one of"):
+        TwoLayerNet(np.zeros((2, 2)), activation="tanh")
+    with pytest.raises(ValueError, match="q must lie in"):
+        TwoLayerNet(np.zeros((2, 2)), activation="smooth", q=1.5)
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        TwoLayerNet.random(2, 2, dtype=np.int32)
+    with pytest.raises(ValueError, match="threshold must lie in"):
+        TwoLayerNet(np.zeros((2, 2)), threshold=-0.1)
