@@ -58,6 +58,17 @@ def _check_range(name, value, low, high, closed):
         raise ValueError(f"{name} must lie in {bracket}, got {value}")
 
 
+def check_pair(name, pair, low):
+    """Return ``(a, b)`` with ``low < a <= b``, both finite."""
+    try:
+        a, b = pair
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a pair (low, high), got {pair!r}") from err
+    a = check_float(f"{name}[0]", a, low, closed=(False, True))
+    b = check_float(f"{name}[1]", b, a)
+    return (a, b)
+
+
 def check_choice(name, value, choices):
     """Return ``value`` if it is one of ``choices``, else raise ValueError."""
     if value not in choices:

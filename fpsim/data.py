@@ -16,7 +16,7 @@ import numpy as np
 import scipy.linalg
 
 from . import kernels
-from ._validation import (check_choice, check_dtype, check_float, check_int,
+from ._validation import (check_choice, check_dtype, check_float, check_int, check_pair,
                           check_random_state, stream)
 
 DICTIONARIES = ("identity", "random", "hadamard")
@@ -88,8 +88,8 @@ class SparseCodingModel:
         self.d = check_int("d", d, 2)
         self.k = check_float("k", k, 1, self.d, closed=(True, False))
         self.noise = check_float("noise", noise, 0)
-        self.magnitude = _check_range_pair("magnitude", magnitude, 0.0)
-        self.teacher = _check_range_pair("teacher", teacher, 0.0)
+        self.magnitude = check_pair("magnitude", magnitude, 0.0)
+        self.teacher = check_pair("teacher", teacher, 0.0)
         self.margin = check_float("margin", margin, 0)
         self.seed = check_int("seed", seed, 0)
         self.dtype = check_dtype("dtype", dtype)
@@ -215,13 +215,3 @@ class TrainingData:
             return self.model.sample(size, self.rng)
         rows = self.rng.integers(0, self.n_train, size=size)
         return tuple(a[rows] for a in self.fixed)
-
-
-def _check_range_pair(name, pair, low):
-    try:
-        a, b = pair
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a pair (low, high), got {pair!r}") from err
-    a = check_float(f"{name}[0]", a, low, closed=(False, True))
-    b = check_float(f"{name}[1]", b, a)
-    return (a, b)

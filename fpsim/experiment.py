@@ -21,7 +21,8 @@ import numpy as np
 
 from . import __version__
 from ._io import atomic_savez, atomic_write_json
-from ._validation import check_choice, check_dtype, check_float, check_int, check_norm, stream
+from ._validation import (check_choice, check_dtype, check_float, check_int, check_norm, check_pair,
+                          stream)
 from .data import DICTIONARIES, SparseCodingModel
 from .network import ACTIVATIONS, THRESHOLD_KINDS, Threshold, TwoLayerNet
 from .train import train_clean
@@ -77,12 +78,16 @@ class Config:
     seed: int = _opt(0, "the one seed every random draw derives from")
 
     def __post_init__(self):
+        for name in ("magnitude", "teacher"):  # JSON gives lists; keep pairs as tuples
+            setattr(self, name, tuple(getattr(self, name)))
         self.validate()
 
     def validate(self):
         """Check every field; raises ValueError/TypeError naming the field and its range."""
         check_int("d", self.d, 2)
         check_float("k", self.k, 1, self.d, closed=(True, False))
+        check_pair("magnitude", self.magnitude, 0.0)
+        check_pair("teacher", self.teacher, 0.0)
         for name in ("dictionary", "threshold_kind", "activation", "dtype", "attack", "norm"):
             check_choice(name, getattr(self, name), self.__dataclass_fields__[name].metadata["choices"])
         for name in ("noise", "margin", "threshold", "weight_decay", "tau", "sigma0", "adv_lr"):
@@ -108,7 +113,8 @@ class Config:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self):
-        return dataclasses.asdict(self)
+        """The config as plain JSON types (pairs as lists); ``Config(**d)`` restores it."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     def fingerprint(self):
         """Stable hash of the config, naming the saved phases of a run."""
