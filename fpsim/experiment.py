@@ -24,8 +24,11 @@ from ._io import atomic_savez, atomic_write_json
 from ._validation import (check_choice, check_dtype, check_float, check_int, check_norm, check_pair,
                           stream)
 from .data import DICTIONARIES, SparseCodingModel
+from . import baselines, metrics, plots
+from .attacks import dense_direction
+from .certify import critical_radius, robust_accuracy, robust_curve
 from .network import ACTIVATIONS, THRESHOLD_KINDS, Threshold, TwoLayerNet
-from .train import train_clean
+from .train import train_adversarial, train_clean
 
 
 def _opt(default, help, **kw):
@@ -176,18 +179,140 @@ def run_experiment(config, out_dir, progress=True):
         n_train=config.n_train or None, seed=config.seed, progress=progress, checkpoint=ckpt))
     timings["clean_training_s"] = time.perf_counter() - clock
 
+    net_adv = hist_adv = None
+    if config.adv_steps > 0:
+        clock = time.perf_counter()
+        net_adv, hist_adv = _phase(state_dir, "adversarial", net_clean, progress, lambda ckpt: train_adversarial(
+            net_clean, model, config.adv_steps, config.batch, config.adv_lr or config.lr,
+            attack=config.attack, norm=config.norm, tau=config.tau, attack_steps=config.attack_steps,
+            robust_eval_size=min(config.robust_eval_size, 200), weight_decay=config.weight_decay,
+            n_train=config.n_train or None, seed=config.seed, progress=progress, checkpoint=ckpt))
+        timings["adversarial_training_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
     x_test, y_test, _ = model.sample(config.eval_size, stream(config.seed, "eval"))
     report = {
         "fpsim_version": __version__,
         "seed": config.seed,
         "config": config.to_dict(),
-        "clean": {"accuracy": net_clean.accuracy(x_test, y_test)},
+        "clean": evaluate_net(net_clean, model, x_test, y_test, config),
         "history": {"clean": hist_clean},
-        "timings": timings,
     }
     weights = {"W_init": net0.W, "W_clean": net_clean.W}
+    report["metrics"] = {"cos_init": {"clean": _summary(metrics.cos_to_init(net_clean.W, net0.W))},
+                         "dense_mixture": {"clean": _mixture(net_clean, model)}}
+    if net_adv is not None:
+        report["adversarial"] = evaluate_net(net_adv, model, x_test, y_test, config)
+        report["history"]["adversarial"] = hist_adv
+        weights["W_adv"] = net_adv.W
+        report["metrics"].update(_purification_metrics(net0, net_clean, net_adv, model))
+    timings["evaluation_s"] = time.perf_counter() - clock
+    clock = time.perf_counter()
+    report["baselines"] = run_baselines(config, model, net0, x_test, y_test) if config.baseline_steps else {}
+    timings["baselines_s"] = time.perf_counter() - clock
+    report["timings"] = timings
+    if plots.available():
+        report["figures"] = plots.write_figures(report, out_dir)
+    else:
+        report["figures"] = "matplotlib not installed (pip install .[plot])"
     _write(out_dir, report, weights)
     return report
+
+
+def evaluate_net(net, model, x, y, config):
+    """Clean accuracy, the robust-accuracy interval at the config's radius, and the radius curve.
+
+    Returns
+    -------
+    dict
+        ``accuracy``; ``robust`` (``lower`` certified, ``upper`` attacked,
+        ``gap``, ``dense_direction``: accuracy under that attack alone,
+        ``certified_by``: examples per certificate); ``curve`` (``tau``,
+        ``lower``, ``upper`` over ``curve_points`` radii in ``(0, 2 tau]``) and
+        ``critical_radius`` (where each end crosses 50 %).
+    """
+    n = config.robust_eval_size
+    xr, yr = x[:n], y[:n]
+    rng = stream(config.seed, "attack")
+    res = robust_accuracy(net, xr, yr, config.norm, config.tau, model=model,
+                          pgd_steps=config.pgd_steps, restarts=config.restarts, rng=rng)
+    dense = y[:n] * net.forward(xr + dense_direction(model, xr, yr, config.norm, config.tau)) > 0
+    methods, counts = np.unique(res.method[res.certified], return_counts=True)
+    taus = config.tau * 2 * np.arange(1, config.curve_points + 1) / config.curve_points
+    curve = robust_curve(net, xr, yr, config.norm, taus, model=model, pgd_steps=config.pgd_steps,
+                         restarts=config.restarts, rng=rng)
+    return {"accuracy": net.accuracy(x, y),
+            "robust": {"lower": res.lower, "upper": res.upper, "gap": res.gap,
+                       "dense_direction": float(dense.mean()),
+                       "certified_by": dict(zip(methods.tolist(), counts.tolist()))},
+            "curve": {"tau": curve["taus"].tolist(), "lower": curve["lower"].tolist(),
+                      "upper": curve["upper"].tolist()},
+            "critical_radius": {k: (None if np.isnan(v) else v)
+                                for k, v in critical_radius(curve).items()}}
+
+
+def run_baselines(config, model, net0, x, y):
+    """The C6 baselines, each trained clean and adversarially at the config's radius.
+
+    Linear (exact robust accuracy), degree-2 and degree-3 polynomials and the
+    NTK of the network at its initialisation (robust accuracy by attack: an
+    upper end), all with the network's batch, step size and attack.
+
+    Returns
+    -------
+    dict
+        ``{name: {"clean" | "adversarial": {accuracy, robust, robust_kind}}}``.
+    """
+    seed = stream(config.seed, "baseline").integers(2**31)
+    makers = {"linear": lambda: baselines.LinearClassifier(config.d, seed=seed),
+              "poly2": lambda: baselines.PolynomialClassifier(config.d, degree=2, seed=seed),
+              "poly3": lambda: baselines.PolynomialClassifier(config.d, degree=3, seed=seed),
+              "ntk": lambda: baselines.NTKClassifier(net0)}
+    if config.activation != "relu":
+        del makers["ntk"]  # the NTK baseline is defined for the ReLU network only
+    n = config.robust_eval_size
+    out = {}
+    for name, make in makers.items():
+        out[name] = {}
+        for regime, tau in (("clean", None), ("adversarial", config.tau)):
+            attack = "fgm" if name == "linear" else config.attack  # FGM is exact for a linear model
+            trained, _ = baselines.train_baseline(
+                make(), model, steps=config.baseline_steps, batch=config.batch, lr=config.lr, tau=tau,
+                norm=config.norm, attack=attack, weight_decay=config.weight_decay,
+                attack_kwargs=None if attack == "fgm" else {"steps": config.attack_steps},
+                seed=config.seed)
+            res = baselines.robust_accuracy(trained, x[:n], y[:n], config.norm, config.tau, model=model,
+                                            pgd_steps=config.pgd_steps, restarts=config.restarts,
+                                            rng=stream(config.seed, "attack"))
+            out[name][regime] = {"accuracy": trained.accuracy(x, y),
+                                 "robust": res.lower if name == "linear" else res.upper,
+                                 "robust_kind": "exact" if name == "linear" else "attacked, upper end"}
+    return out
+
+
+def _summary(values):
+    return {"median": float(np.median(values)), "mean": float(np.mean(values)),
+            "max": float(np.max(values)), "min": float(np.min(values))}
+
+
+def _mixture(net, model):
+    view = metrics.dictionary_view(net.W, model.dictionary, model.w_star)
+    norms = np.linalg.norm(net.W.astype(np.float64), axis=1) * view.dense_share
+    return {"median_share": float(np.median(view.dense_share)),
+            "median_top_atom_share": float(np.median(view.top_atom_share)),
+            "median_alignment": float(np.median(view.dense_alignment)),
+            "median_norm": float(np.median(norms))}
+
+
+def _purification_metrics(net0, net_clean, net_adv, model):
+    pur = metrics.purification(net_clean.W, net_adv.W)
+    spec = metrics.update_spectrum(net_clean.W, net_adv.W)
+    return {"cos_init": {"clean": _summary(metrics.cos_to_init(net_clean.W, net0.W)),
+                         "adversarial": _summary(metrics.cos_to_init(net_adv.W, net0.W))},
+            "purification": {"fraction": pur.fraction_purified, "median_cos": float(np.median(pur.cos))},
+            "dense_mixture": {"clean": _mixture(net_clean, model), "adversarial": _mixture(net_adv, model)},
+            "update_spectrum": {"top": spec.top, "top_energy": spec.top_energy,
+                                "singular_values": spec.singular_values[:10].tolist()}}
 
 
 def _phase(state_dir, name, net0, progress, train):

@@ -25,15 +25,14 @@ def activation(t, q, rho):
                    t^q / (q \varrho^{q-1}) & 0 \le t \le \varrho \\
                    t - (1 - 1/q)\varrho & t \ge \varrho \end{cases}
 
-    Returns ``(phi(t), phi'(t))``.
+    Returns ``(phi(t), phi'(t))``.  Outside the smooth piece both are written
+    without branches on ``t`` (``max`` and a comparison), so a loop over ReLU
+    units pays no branch mispredictions whatever the fraction of active units.
     """
-    if t <= 0.0:
-        return 0.0, 0.0
-    if t >= rho:
-        return t - (1.0 - 1.0 / q) * rho, 1.0
-    r = t / rho
-    slope = r ** (q - 1.0)
-    return t * slope / q, slope
+    if rho > 0.0 and 0.0 < t < rho:  # the smooth piece (never for the ReLU)
+        slope = (t / rho) ** (q - 1.0)
+        return t * slope / q, slope
+    return max(t - (1.0 - 1.0 / q) * rho, 0.0), 1.0 if t > 0.0 else 0.0
 
 
 @numba.njit(cache=True)
@@ -46,10 +45,16 @@ def soft_threshold_units(u, bias, q, rho, out_f, out_slope):
         \text{slope}_{bi} = \partial s / \partial u_{bi}
                           = \phi'(u_{bi} - b_i) + \phi'(-u_{bi} - b_i)
 
+    For :math:`b_i \ge 0` at most one of the two terms is non-zero, so the unit
+    is evaluated as :math:`s(u; b) = \operatorname{sign}(u)\,\phi(|u| - b)`
+    with slope :math:`\phi'(|u| - b)`: one activation per unit.  ``out_slope``
+    may be ``u`` itself (overwritten in place).
+
     Parameters
     ----------
     u : (n, m) array
     bias : (m,) array
+        :math:`b_i \ge 0`.
     q, rho : float
         Activation parameters (``rho = 0``: ReLU).
     out_f : (n,) array, written
@@ -59,10 +64,9 @@ def soft_threshold_units(u, bias, q, rho, out_f, out_slope):
     for b in range(n):
         total = 0.0
         for i in range(m):
-            pos, dpos = activation(u[b, i] - bias[i], q, rho)
-            neg, dneg = activation(-u[b, i] - bias[i], q, rho)
-            total += pos - neg
-            out_slope[b, i] = dpos + dneg
+            value, slope = activation(abs(u[b, i]) - bias[i], q, rho)
+            total += np.copysign(value, u[b, i])
+            out_slope[b, i] = slope
         out_f[b] = total
 
 
@@ -127,6 +131,8 @@ def sparse_rank_update(z, coef, scale, rows):
     This is the SGD step in the dictionary basis: with ``coef`` the
     per-example :math:`\partial \ell_b/\partial u_b`, ``rows = A^T`` and
     ``scale = -\eta / B`` it applies :math:`A \leftarrow A - \eta\, \nabla_A L`.
+    Pass ``scale`` in the dtype of ``rows`` (e.g. ``np.float32``): the inner
+    loop then runs in that precision, twice the SIMD width of float64.
     """
     n, d = z.shape
     r = rows.shape[1]
@@ -163,3 +169,146 @@ def fill_sparse_codes(counts, uniforms, values, z):
                 t = j
             z[b, t] = values[offset + p]
         offset += c
+
+
+# --- attacks and certificates ---
+
+
+@numba.njit(cache=True)
+def ascend_project(delta, grad, alpha, tau, inf_norm):
+    r"""One steepest-ascent step in the attack norm, then projection onto the ball, in place.
+
+    .. math::
+
+        \delta_b \leftarrow \Pi_{\|\cdot\|_p \le \tau}\big(\delta_b + \alpha\, d_b\big), \qquad
+        d_b = \begin{cases} g_b / \|g_b\|_2 & p = 2 \ (d_b = 0 \text{ if } g_b = 0) \\
+                            \operatorname{sign} g_b & p = \infty \end{cases}
+
+    :math:`\Pi` rescales a row of :math:`\ell_2` norm above :math:`\tau` onto the
+    sphere (:math:`p = 2`) or clips every coordinate to :math:`[-\tau, \tau]`
+    (:math:`p = \infty`).  From :math:`\delta = 0` with :math:`\alpha = \tau`
+    this is FGM; repeated, it is the PGD iteration.
+
+    Parameters
+    ----------
+    delta : (n, d) array, updated in place
+    grad : (n, d) array
+        Input gradients :math:`g_b = \nabla_x \ell_b`.
+    alpha, tau : float
+        Step size :math:`\alpha` and radius :math:`\tau`.
+    inf_norm : bool
+        ``True`` for :math:`p = \infty`, ``False`` for :math:`p = 2`.
+    """
+    n, d = delta.shape
+    for b in range(n):
+        scale = alpha
+        if not inf_norm:
+            gsq = 0.0
+            for j in range(d):
+                gsq += grad[b, j] * grad[b, j]
+            scale = alpha / np.sqrt(gsq) if gsq > 0.0 else 0.0
+        dsq = 0.0
+        for j in range(d):
+            g = grad[b, j]
+            v = delta[b, j] + scale * (np.sign(g) if inf_norm else g)
+            if inf_norm:
+                v = min(max(v, -tau), tau)
+            delta[b, j] = v
+            dsq += v * v
+        if not inf_norm and dsq > tau * tau:
+            shrink = tau / np.sqrt(dsq)
+            for j in range(d):
+                delta[b, j] *= shrink
+
+
+@numba.njit(cache=True)
+def unit_drops(u, y, radius, bias, q, rho, out):
+    r"""Worst-case decrease of each unit's contribution to the margin over the ball.
+
+    .. math::
+
+        \text{out}_{bi} = y_b\, s(u_{bi}; b_i) - y_b\, s(u_{bi} - y_b r_i; b_i) \;\ge\; 0
+
+    with :math:`r_i = \tau \|w_i\|_q`.  Each unit is non-decreasing in
+    :math:`u_i` and :math:`|\Delta u_i| \le r_i` in the ball, so this is the
+    exact worst case of unit :math:`i` alone (MODEL.md §5, per-unit bound).
+
+    Parameters
+    ----------
+    u : (n, m) float64 array
+        Pre-activations :math:`u_{bi} = \langle w_i, x_b\rangle`.
+    y : (n,) float64 array of {-1, +1}
+    radius : (m,) float64 array
+        :math:`r_i`.
+    bias : (m,) float64 array
+    q, rho : float
+        Activation parameters (``rho = 0``: ReLU).
+    out : (n, m) float64 array, written
+    """
+    n, m = u.shape
+    for b in range(n):
+        for i in range(m):
+            at = u[b, i]
+            moved = at - y[b] * radius[i]
+            pos, _ = activation(at - bias[i], q, rho)
+            neg, _ = activation(-at - bias[i], q, rho)
+            pos_m, _ = activation(moved - bias[i], q, rho)
+            neg_m, _ = activation(-moved - bias[i], q, rho)
+            out[b, i] = max(y[b] * ((pos - neg) - (pos_m - neg_m)), 0.0)
+
+
+@numba.njit(cache=True)
+def joint_lipschitz_drop(drop, order, counts, gram_pos, radius2, out):
+    r"""Certified margin loss, best over nested sets of jointly bounded units.
+
+    For a unit set :math:`S` the margin can fall by at most
+
+    .. math::
+
+        D(S) = \sum_{i \notin S} \text{drop}_{bi}
+               + \rho_2 \sqrt{\textstyle\sum_{i, j \in S} (G_{ij})_+},
+        \qquad G = W W^\top,\quad \rho_2 = \sup_{\delta \in B} \|\delta\|_2:
+
+    units outside :math:`S` by their own worst case, units inside because a
+    non-decreasing 1-Lipschitz unit loses at most
+    :math:`(-y\langle w_i, \delta\rangle)_+`, and
+    :math:`\sup_\delta \sum_{i\in S} (-y\langle w_i, \delta\rangle)_+
+    = \max_{T \subseteq S} \sup_\delta \langle -y \textstyle\sum_{i \in T} w_i, \delta\rangle
+    \le \rho_2 \max_T \|\sum_{i\in T} w_i\|_2`, with
+    :math:`\|\sum_{i\in T} w_i\|_2^2 = \sum_{i,j\in T} G_{ij} \le \sum_{i,j \in S} (G_{ij})_+`.
+    ``out[b]`` is :math:`\min_t D(S_t)` over the prefixes
+    :math:`S_t` = the first :math:`t = 0..\text{counts}_b` units of
+    ``order[b]``; :math:`t = 0` is the per-unit bound.
+
+    Parameters
+    ----------
+    drop : (n, m) float64 array
+        Per-unit worst-case decreases (:func:`unit_drops`).
+    order : (n, m) int array
+        Per example, the units in the order they join :math:`S`.
+    counts : (n,) int array
+        Number of candidate units per example (a prefix of ``order``).
+    gram_pos : (m, m) float64 array
+        :math:`(G_{ij})_+ = \max(\langle w_i, w_j\rangle, 0)`.
+    radius2 : float
+        :math:`\rho_2`.
+    out : (n,) float64 array, written
+    """
+    n = drop.shape[0]
+    for b in range(n):
+        rest = 0.0
+        for t in range(counts[b]):
+            rest += drop[b, order[b, t]]
+        best = rest
+        quad = 0.0
+        for t in range(counts[b]):
+            i = order[b, t]
+            rest -= drop[b, i]
+            row = gram_pos[i, i]
+            for s in range(t):
+                row += 2.0 * gram_pos[i, order[b, s]]
+            quad += row
+            value = max(rest, 0.0) + radius2 * np.sqrt(quad)
+            if value < best:
+                best = value
+        out[b] = best

@@ -60,7 +60,8 @@ class Threshold:
         theta = self.at(step)
         if self.kind == "absolute":
             return np.full(W.shape[0], theta, dtype=W.dtype)
-        return (theta * np.linalg.norm(W, axis=1)).astype(W.dtype)
+        # sqrt of the row sums of squares in one pass over W (np.linalg.norm makes a W-sized temporary)
+        return (theta * np.sqrt(np.einsum("ij,ij->i", W, W))).astype(W.dtype)
 
 
 class Workspace:
@@ -228,7 +229,10 @@ class TwoLayerNet:
     def _bias_or(self, bias):
         if bias is None:
             return self.bias()
-        return check_array("bias", bias, 1, dtype=self.dtype, shape=(self.m,))
+        bias = check_array("bias", bias, 1, dtype=self.dtype, shape=(self.m,))
+        if (bias < 0).any():
+            raise ValueError("bias must be >= 0 (b_i = theta ||w_i|| or b_t, with theta, b_t >= 0)")
+        return bias
 
     def _coefficients(self, x, y, bias, ws):
         """Per-example :math:`\\partial \\ell_b/\\partial u_{bi}` into ``ws.u``; returns summed loss."""

@@ -25,10 +25,13 @@ import sys
 import time
 
 import numpy as np
+import scipy.linalg
 
 from . import kernels
 from ._io import atomic_savez
-from ._validation import check_choice, check_float, check_int, stream
+from ._validation import STREAMS, check_choice, check_float, check_int, check_norm, stream
+from .attacks import fgm, pgd
+from .certify import robust_accuracy
 from .data import TrainingData
 from .network import Workspace
 
@@ -36,17 +39,30 @@ PATHS = ("auto", "dense", "dictionary")
 
 
 class DenseStep:
-    """SGD step on inputs ``x``: ``U = X W^T`` and ``G = C^T X`` by BLAS, the rest fused."""
+    r"""SGD step on inputs ``x``: ``U = X W^T`` by BLAS, the element-wise work fused, then one BLAS update.
+
+    The update :math:`W \leftarrow (1 - \eta\lambda) W - \frac{\eta}{B} C^\top X`
+    (:math:`C_{bi} = \partial\ell_b/\partial u_{bi}`) is a single ``gemm`` with
+    :math:`\alpha = -\eta/B`, :math:`\beta = 1 - \eta\lambda` writing into ``W``
+    (through its transpose, a Fortran-ordered view): no gradient buffer, no
+    extra passes over the ``(m, d)`` weights.
+    """
 
     def __init__(self, net, batch):
         self.net = net
         self.ws = Workspace(batch, net.m, net.d, net.dtype)
+        self.gemm, = scipy.linalg.get_blas_funcs(("gemm",), (net.W,))
 
     def step(self, x, y, z, lr, weight_decay):
-        """One SGD step; returns the batch's mean loss."""
-        loss, grad = self.net.loss_grad(x, y, weight_decay, workspace=self.ws)
-        grad *= -lr
-        self.net._W += grad
+        """One SGD step; returns the batch's mean loss (before the step)."""
+        net, n = self.net, len(y)
+        x = net._inputs(x)
+        loss = net._coefficients(x, y.astype(net.dtype), net.bias(), self.ws) / n
+        if weight_decay > 0:
+            loss += 0.5 * weight_decay * float(np.vdot(net.W, net.W))
+        # W^T <- beta W^T + alpha X^T C, in place: W^T is F-contiguous, X^T and C^T too (no copies)
+        self.gemm(-lr / n, x.T, self.ws.u.T, beta=1.0 - lr * weight_decay, c=net._W.T, trans_b=1,
+                  overwrite_c=1)
         return loss
 
     def weights(self):
@@ -86,7 +102,7 @@ class DictionaryStep:
         if weight_decay > 0:
             loss += 0.5 * weight_decay * float(np.vdot(self.a_t, self.a_t))
             self.a_t *= 1.0 - lr * weight_decay
-        kernels.sparse_rank_update(z, self.u, -lr / len(y), self.a_t)
+        kernels.sparse_rank_update(z, self.u, self.a_t.dtype.type(-lr / len(y)), self.a_t)
         return loss
 
     def weights(self):
@@ -272,3 +288,86 @@ def _resume(path, run_key, stepper, data, attack_rng):
     data.rng.bit_generator.state = meta["data_rng"]
     attack_rng.bit_generator.state = meta["attack_rng"]
     return meta["step"], meta["history"], meta["loss_sum"], meta["loss_count"]
+
+
+ATTACKS = ("fgm", "pgd")
+
+
+def train_adversarial(net, model, steps, batch, lr, attack="pgd", norm=2, tau=None, attack_steps=5,
+                      attack_step_size=None, restarts=1, robust_eval_size=500, **kwargs):
+    r"""Adversarial SGD from ``net``'s weights (``../shared/MODEL.md`` §4).
+
+    Every step replaces each batch input by :math:`x + \delta(x)`, with
+    :math:`\delta` from :func:`fpsim.attacks.fgm` or :func:`fpsim.attacks.pgd`
+    at radius :math:`\tau` in the :math:`\ell_p` norm, then takes the clean
+    SGD step on the perturbed batch (:func:`run_sgd` with
+    ``phase="adversarial"``; the attack draws from the ``attack`` stream).
+
+    Parameters
+    ----------
+    net : TwoLayerNet
+        Starting network, usually clean-trained (not modified).
+    model : SparseCodingModel
+    steps, batch, lr
+        As in :func:`run_sgd`.
+    attack : {"pgd", "fgm"}, default "pgd"
+    norm : {2, "2", "l2", "inf", numpy.inf}, default 2
+        Attack norm :math:`p`.
+    tau : float, optional
+        Radius :math:`\tau > 0`; default :math:`0.5/\sqrt{k}`.
+    attack_steps : int, default 5
+        PGD steps :math:`S \ge 1` (ignored by FGM).
+    attack_step_size : float, optional
+        PGD step :math:`\alpha > 0` (default :math:`2.5\tau/S`).
+    restarts : int, default 1
+        PGD random starts (``>= 1``).
+    robust_eval_size : int, default 500
+        The history's robust accuracy is measured on the first
+        ``robust_eval_size`` examples of the held-out set (at most
+        ``eval_size``).
+    **kwargs
+        Other :func:`run_sgd` options (``weight_decay``, ``n_train``,
+        ``seed``, ``eval_size``, ``evaluate``, ...).  A caller's ``evaluate``
+        entries are recorded beside the robust accuracy.
+
+    Returns
+    -------
+    net : TwoLayerNet
+        Adversarially trained copy.
+    history : dict of lists
+        :func:`run_sgd`'s history plus ``robust_lower`` (certified) and
+        ``robust_upper`` (attacked) robust accuracy at :math:`(p, \tau)`,
+        from :func:`fpsim.certify.robust_accuracy` with the dense-direction
+        attack of ``model`` included.
+    """
+    check_choice("attack", attack, ATTACKS)
+    norm = check_norm(norm)
+    tau = 0.5 / np.sqrt(model.k) if tau is None else check_float("tau", tau, 0, closed=(False, True))
+    attack_steps = check_int("attack_steps", attack_steps, 1)
+    if attack_step_size is not None:
+        attack_step_size = check_float("attack_step_size", attack_step_size, 0, closed=(False, True))
+    restarts = check_int("restarts", restarts, 1)
+    robust_eval_size = check_int("robust_eval_size", robust_eval_size, 1, kwargs.get("eval_size", 2000))
+    for name in ("phase", "perturb"):
+        if name in kwargs:
+            raise TypeError(f"train_adversarial sets {name!r} itself; do not pass it")
+    seed = check_int("seed", kwargs.get("seed", 0), 0)
+    extra = kwargs.pop("evaluate", None)
+
+    def perturb(net, x, y, rng):
+        if attack == "fgm":
+            return x + fgm(net, x, y, norm, tau)
+        return x + pgd(net, x, y, norm, tau, steps=attack_steps, step_size=attack_step_size,
+                       restarts=restarts, rng=rng)
+
+    def evaluate(net, x_eval, y_eval):
+        # PGD starts seeded by (seed, step): the history is the same after a resume.
+        rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(STREAMS["attack"], net.step)))
+        result = robust_accuracy(net, x_eval[:robust_eval_size], y_eval[:robust_eval_size], norm, tau,
+                                 model=model, rng=rng)
+        entries = {"robust_lower": result.lower, "robust_upper": result.upper}
+        entries.update(extra(net, x_eval, y_eval) if extra else {})
+        return entries
+
+    return run_sgd(net, model, steps=steps, batch=batch, lr=lr, phase="adversarial",
+                   perturb=perturb, evaluate=evaluate, **kwargs)

@@ -1,0 +1,169 @@
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from fpsim import SparseCodingModel, TwoLayerNet
+from fpsim.attacks import attack_margin, dense_direction, fgm, pgd, random_in_ball
+
+NORMS = [2, np.inf]
+
+
+class Linear:
+    """Duck-typed linear classifier f(x) = <v, x> with the logistic-loss input gradient."""
+
+    def __init__(self, v):
+        self.v = np.asarray(v, dtype=np.float64)
+
+    def forward(self, x):
+        return np.asarray(x, dtype=np.float64) @ self.v
+
+    def input_grad(self, x, y):
+        margin = y * self.forward(x)
+        return (-y / (1.0 + np.exp(margin)))[:, None] * self.v[None, :]
+
+
+class Wrapped:
+    """A TwoLayerNet seen only through forward/input_grad (no workspace path)."""
+
+    def __init__(self, net):
+        self.net = net
+
+    def forward(self, x):
+        return self.net.forward(x)
+
+    def input_grad(self, x, y):
+        return self.net.input_grad(x, y)
+
+
+def _problem(seed, n=40, d=8, m=12, theta=0.3, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    net = TwoLayerNet((rng.standard_normal((m, d)) / np.sqrt(d)).astype(dtype), threshold=theta)
+    x = rng.standard_normal((n, d)).astype(dtype)
+    y = np.where(rng.random(n) < 0.5, -1, 1)
+    return net, x, y
+
+
+def _margin(net, x, y, delta):
+    return y * net.forward(x + delta)
+
+
+def _norms(delta, norm):
+    return np.linalg.norm(delta.astype(np.float64), ord=norm, axis=1)
+
+
+@given(seed=st.integers(0, 2**16), norm=st.sampled_from(NORMS), tau=st.floats(0.0, 3.0),
+       dtype=st.sampled_from([np.float32, np.float64]))
+def test_every_attack_stays_in_its_ball(seed, norm, tau, dtype):
+    net, x, y = _problem(seed, n=16, dtype=dtype)
+    model = SparseCodingModel(8, 2, seed=seed % 7)
+    deltas = [fgm(net, x, y, norm, tau), pgd(net, x, y, norm, tau, steps=4, restarts=2, rng=seed),
+              dense_direction(model, x, y, norm, tau), random_in_ball(np.random.default_rng(seed), x.shape,
+                                                                       norm == np.inf, tau, dtype)]
+    for delta in deltas:
+        assert delta.shape == x.shape and delta.dtype == x.dtype
+        assert np.all(_norms(delta, norm) <= tau * (1 + 1e-5) + 1e-12)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("kind", ["net", "wrapped", "linear"])
+def test_attacks_on_a_linear_model_reach_the_closed_form_worst_case(norm, kind):
+    # Threshold 0 makes every unit s(u) = u, so f(x) = <sum_i w_i, x> is linear and
+    # min_{||delta||_p <= tau} y f(x + delta) = y f(x) - tau ||sum_i w_i||_q exactly.
+    net, x, y = _problem(3, theta=0.0)
+    v = net.W.sum(axis=0)
+    tau = 0.4
+    worst = y * (x @ v) - tau * np.linalg.norm(v, ord=1 if norm == np.inf else 2)
+    classifier = {"net": net, "wrapped": Wrapped(net), "linear": Linear(v)}[kind]
+    np.testing.assert_allclose(_margin(classifier, x, y, fgm(classifier, x, y, norm, tau)), worst,
+                               rtol=1e-10, atol=1e-10)
+    pgd_margin = _margin(classifier, x, y, pgd(classifier, x, y, norm, tau, rng=0))
+    assert np.all(pgd_margin >= worst - 1e-10)
+    if norm == np.inf:  # sign steps of 0.25 tau reach the vertex exactly
+        np.testing.assert_allclose(pgd_margin, worst, atol=1e-10)
+    else:  # from a random start, within 20 % of the full worst-case drop
+        assert np.all(pgd_margin - worst <= 0.2 * tau * np.linalg.norm(v))
+    dense = dense_direction(v, x, y, norm, tau)
+    np.testing.assert_allclose(_margin(net, x, y, dense), worst, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_pgd_is_at_least_as_damaging_as_fgm(norm):
+    rng = np.random.default_rng(5)
+    d, m = 20, 40
+    net = TwoLayerNet(rng.standard_normal((m, d)) / np.sqrt(d), threshold=0.5)
+    x = rng.standard_normal((200, d))
+    y = np.where(net.forward(x) >= 0, 1, -1)  # clean-correct everywhere
+    tau = 0.5 if norm == 2 else 0.5 / np.sqrt(d)
+    fgm_margin = _margin(net, x, y, fgm(net, x, y, norm, tau))
+    pgd_margin = _margin(net, x, y, pgd(net, x, y, norm, tau, steps=10, restarts=2, rng=1))
+    assert pgd_margin.mean() < fgm_margin.mean()
+    assert np.mean(pgd_margin < 0) >= np.mean(fgm_margin < 0)
+
+
+def test_pgd_keeps_the_most_damaging_iterate_and_is_deterministic():
+    net, x, y = _problem(11)
+    first = pgd(net, x, y, 2, 0.5, steps=3, restarts=3, rng=np.random.default_rng(4))
+    again = pgd(net, x, y, 2, 0.5, steps=3, restarts=3, rng=np.random.default_rng(4))
+    other = pgd(net, x, y, 2, 0.5, steps=3, restarts=3, rng=np.random.default_rng(5))
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+    single = pgd(net, x, y, 2, 0.5, steps=3, restarts=1, rng=np.random.default_rng(4))
+    # The first restart of the 3-restart run is the 1-restart run: more restarts never do worse.
+    assert np.all(_margin(net, x, y, first) <= _margin(net, x, y, single) + 1e-12)
+
+
+def test_workspace_path_matches_duck_typed_path():
+    net, x, y = _problem(2, dtype=np.float32)
+    fast = pgd(net, x, y, np.inf, 0.2, steps=5, rng=3)
+    slow = pgd(Wrapped(net), x, y, np.inf, 0.2, steps=5, rng=3)
+    np.testing.assert_array_equal(fast, slow)
+
+
+def test_zero_gradient_gives_zero_l2_step():
+    net, x, y = _problem(1, theta=100.0)  # every unit dead: f = 0 and grad = 0 around x
+    np.testing.assert_array_equal(fgm(net, x, y, "l2", 0.3), 0.0)
+    np.testing.assert_array_equal(fgm(net, x, y, "inf", 0.3), 0.0)
+
+
+def test_dense_direction_uses_the_model_label_direction():
+    model = SparseCodingModel(16, 2, seed=3)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((5, 16))
+    y = np.array([1, -1, 1, 1, -1])
+    v = model.dictionary @ model.w_star
+    np.testing.assert_allclose(dense_direction(model, x, y, 2, 0.7), -0.7 * y[:, None] * v / np.linalg.norm(v))
+    np.testing.assert_allclose(dense_direction(3 * v, x, y, "inf", 0.7), -0.7 * y[:, None] * np.sign(v))
+
+
+def test_bad_arguments_are_refused():
+    net, x, y = _problem(0)
+    with pytest.raises(ValueError, match="norm"):
+        fgm(net, x, y, 1, 0.1)
+    with pytest.raises(ValueError, match="tau"):
+        pgd(net, x, y, 2, -0.1)
+    with pytest.raises(ValueError, match="steps"):
+        pgd(net, x, y, 2, 0.1, steps=0)
+    with pytest.raises(ValueError, match="restarts"):
+        pgd(net, x, y, 2, 0.1, restarts=0)
+    with pytest.raises(ValueError, match="step_size"):
+        pgd(net, x, y, 2, 0.1, step_size=0.0)
+    with pytest.raises(ValueError, match="y"):
+        fgm(net, x, np.zeros(len(y)), 2, 0.1)
+    with pytest.raises(TypeError, match="input_grad"):
+        fgm(object(), x, y, 2, 0.1)
+    with pytest.raises(ValueError, match="direction"):
+        dense_direction(np.zeros(x.shape[1]), x, y, 2, 0.1)
+    with pytest.raises(ValueError, match="direction"):
+        dense_direction(np.ones(3), x, y, 2, 0.1)
+
+
+def test_attack_margin_is_the_worst_of_the_attacks():
+    net, x, y = _problem(8)
+    model = SparseCodingModel(8, 2, seed=1)
+    worst = attack_margin(net, x, y, 2, 0.3, model=model, pgd_steps=5, restarts=1, rng=0)
+    candidates = [np.zeros_like(x), fgm(net, x, y, 2, 0.3), pgd(net, x, y, 2, 0.3, steps=5, rng=0),
+                  dense_direction(model, x, y, 2, 0.3)]
+    np.testing.assert_array_equal(worst, np.min([_margin(net, x, y, d) for d in candidates], axis=0))
+    assert np.all(worst <= y * net.forward(x))
+    with pytest.raises(ValueError, match="pgd_steps"):
+        attack_margin(net, x, y, 2, 0.3, pgd_steps=0)

@@ -1,0 +1,143 @@
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+from fpsim import SparseCodingModel, TwoLayerNet
+from fpsim.attacks import pgd, random_in_ball
+from fpsim.certify import (METHODS, certified_margins, critical_radius, exact_robust_accuracy,
+                           robust_accuracy, robust_curve)
+
+NORMS = [2, np.inf]
+ACTIVATIONS = [dict(activation="relu"), dict(activation="smooth", q=2.0, rho=0.3)]
+
+
+def _tiny(seed, d, m, theta, n=6, **act):
+    rng = np.random.default_rng(seed)
+    W = rng.standard_normal((m, d)) * rng.uniform(0.2, 2.0, size=(m, 1))
+    if m > 1:  # a shared direction, so that units move together (dense-mixture-like)
+        W[: m // 2] += rng.standard_normal(d)
+    net = TwoLayerNet(W, threshold=theta, **act)
+    x = rng.standard_normal((n, d))
+    y = np.where(rng.random(n) < 0.5, -1, 1)
+    return net, x, y
+
+
+tiny = dict(seed=st.integers(0, 2**16), d=st.integers(1, 4), m=st.integers(1, 6),
+            theta=st.floats(0.0, 0.8), tau=st.floats(0.0, 0.6))
+
+
+@given(**tiny)
+def test_certificate_exact_and_attack_are_ordered_on_tiny_linf_nets(seed, d, m, theta, tau):
+    net, x, y = _tiny(seed, d, m, theta)
+    result = robust_accuracy(net, x, y, "inf", tau, pgd_steps=10, restarts=2, rng=seed)
+    exact = exact_robust_accuracy(net, x, y, tau)
+    # The MILP's minimiser is feasible and attains the reported minimum.
+    assert np.all(np.abs(exact.delta) <= tau + 1e-9)
+    np.testing.assert_allclose(y * net.forward(x + exact.delta), exact.min_margin, atol=1e-6)
+    # certified margin <= exact minimum <= attacked margin, for every bound separately.
+    for name, bound in certified_margins(net, x, y, "inf", tau).items():
+        assert np.all(bound <= exact.min_margin + 1e-6), name
+    assert np.all(exact.min_margin <= result.attack_margin + 1e-6)
+    # certified => exactly robust => survived every attack; so lower <= exact <= upper.
+    assert np.all(~result.certified | exact.robust)
+    assert np.all(~exact.robust | result.survived | (exact.min_margin < 1e-6))
+    assert result.lower <= exact.accuracy <= result.upper
+
+
+@given(norm=st.sampled_from(NORMS), act=st.sampled_from(ACTIVATIONS), **tiny)
+def test_no_perturbation_in_the_ball_goes_below_the_certified_margin(seed, d, m, theta, tau, norm, act):
+    net, x, y = _tiny(seed, d, m, theta, **act)
+    result = robust_accuracy(net, x, y, norm, tau, pgd_steps=5, restarts=1, rng=seed)
+    rng = np.random.default_rng(seed)
+    inf_norm = norm == np.inf
+    trials = [random_in_ball(rng, x.shape, inf_norm, tau, x.dtype) for _ in range(50)]
+    # Points on the boundary (and vertices for l_inf), where the worst case lives.
+    for delta in trials[:25]:
+        scale = np.abs(delta).max(axis=1, keepdims=True) if inf_norm else np.linalg.norm(
+            delta, axis=1, keepdims=True)
+        delta *= tau / np.maximum(scale, 1e-300)
+    trials += [tau * np.sign(rng.standard_normal(x.shape)) for _ in range(10)] if inf_norm else []
+    trials.append(pgd(net, x, y, norm, tau, steps=20, restarts=3, rng=seed + 1))
+    for delta in trials:
+        margin = y * net.forward(x + delta)
+        assert np.all(margin >= result.certified_margin - 1e-9)
+        assert np.all(margin[result.certified] > 0)
+    assert np.all(result.attack_margin >= result.certified_margin - 1e-9)
+    assert np.all(~result.certified | result.survived)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_single_linear_unit_is_certified_exactly(norm):
+    # One unit with threshold 0 is f(x) = <w, x>: the worst margin is y f(x) - tau ||w||_q.
+    rng = np.random.default_rng(0)
+    w = rng.standard_normal(5)
+    net = TwoLayerNet(w[None, :], threshold=0.0)
+    x = rng.standard_normal((30, 5))
+    y = np.where(rng.random(30) < 0.5, -1, 1)
+    tau = 0.3
+    worst = y * (x @ w) - tau * np.linalg.norm(w, ord=1 if norm == np.inf else 2)
+    result = robust_accuracy(net, x, y, norm, tau, rng=0)
+    np.testing.assert_allclose(result.certified_margin, worst, atol=1e-12)
+    np.testing.assert_allclose(result.attack_margin, worst, atol=1e-9)
+    assert result.lower == result.upper == np.mean(worst > 0)
+
+
+def test_joint_bounds_beat_the_per_unit_bound_when_units_are_nearly_orthogonal():
+    # Many active, nearly orthogonal units: the per-unit bound charges every unit its
+    # full tau ||w_i||, the Gram / spectral bounds charge only about sqrt(m) of them.
+    d, m = 64, 32
+    rng = np.random.default_rng(1)
+    W = np.linalg.qr(rng.standard_normal((d, d)))[0][:m]
+    net = TwoLayerNet(W, threshold=0.0)
+    x = rng.standard_normal((20, d))
+    y = np.where(net.forward(x) >= 0, 1, -1)
+    bounds = certified_margins(net, x, y, 2, 0.1)
+    assert np.all(bounds["gram"] >= bounds["per_unit"])
+    assert np.all(bounds["spectral"] > bounds["per_unit"] + 0.1 * 0.1 * m / 2)
+    result = robust_accuracy(net, x, y, 2, 0.1, rng=0)
+    assert set(result.method) <= set(METHODS) | {""}
+    assert np.all((result.method != "") == result.certified)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_interval_on_a_sparse_coding_sample(norm):
+    model = SparseCodingModel(32, 3, margin=0.3, seed=2)
+    x, y, _ = model.sample(60, np.random.default_rng(0))
+    net = TwoLayerNet(np.vstack([model.dictionary.T[:16], model.dense_direction[None, :]]), threshold=0.1)
+    tau = 0.2 if norm == 2 else 0.03
+    first = robust_accuracy(net, x, y, norm, tau, model=model, rng=np.random.default_rng(7))
+    again = robust_accuracy(net, x, y, norm, tau, model=model, rng=np.random.default_rng(7))
+    np.testing.assert_array_equal(first.attack_margin, again.attack_margin)
+    assert 0.0 <= first.lower <= first.upper <= net.accuracy(x, y)
+    assert first.gap == pytest.approx(first.upper - first.lower)
+    assert first.lower == np.mean(first.certified) and first.upper == np.mean(first.survived)
+
+
+def test_curve_lower_end_is_non_increasing_and_critical_radius_interpolates():
+    net, x, y = _tiny(3, 4, 6, 0.3, n=40)
+    curve = robust_curve(net, x, y, 2, np.linspace(0.0, 1.0, 6), pgd_steps=5, restarts=1, rng=0)
+    assert np.all(np.diff(curve["lower"]) <= 0)
+    assert np.all(curve["lower"] <= curve["upper"])
+    radii = critical_radius({"taus": [0.0, 1.0, 2.0], "lower": [1.0, 0.6, 0.2], "upper": [1.0, 0.9, 0.8]})
+    assert radii["lower"] == pytest.approx(1.25)
+    assert np.isnan(radii["upper"])
+    assert np.isnan(critical_radius({"taus": [1.0, 2.0], "lower": [0.4, 0.1], "upper": [0.4, 0.1]})["lower"])
+
+
+def test_bad_arguments_are_refused():
+    net, x, y = _tiny(0, 3, 4, 0.2)
+    with pytest.raises(TypeError, match="TwoLayerNet"):
+        robust_accuracy(object(), x, y, 2, 0.1)
+    with pytest.raises(ValueError, match="norm"):
+        robust_accuracy(net, x, y, 3, 0.1)
+    with pytest.raises(ValueError, match="tau"):
+        certified_margins(net, x, y, 2, -1.0)
+    with pytest.raises(ValueError, match="taus"):
+        robust_curve(net, x, y, 2, [0.2, 0.1])
+    with pytest.raises(ValueError, match="max_units=2"):
+        exact_robust_accuracy(net, x, y, 0.1, max_units=2)
+    with pytest.raises(ValueError, match="max_dim=2"):
+        exact_robust_accuracy(net, x, y, 0.1, max_dim=2)
+    smooth = TwoLayerNet(net.W, threshold=0.2, activation="smooth")
+    with pytest.raises(ValueError, match="relu"):
+        exact_robust_accuracy(smooth, x, y, 0.1)
