@@ -374,21 +374,15 @@ def robust_accuracy(classifier, x, y, norm, tau, model=None, pgd_steps=20, resta
     y = check_labels("y", y, x.shape[0])
     norm = check_norm(norm)
     tau = check_float("tau", tau, 0)
-    pgd_steps = check_int("pgd_steps", pgd_steps, 1)
-    restarts = check_int("restarts", restarts, 1)
-    rng = check_random_state(0 if rng is None else rng)
     certified_margin = classifier.certified_margin(x, y, norm, tau)
     certified = certified_margin > 0
-    deltas = [np.zeros_like(x), attacks.fgm(classifier, x, y, norm, tau),
-              attacks.pgd(classifier, x, y, norm, tau, steps=pgd_steps, restarts=restarts, rng=rng)]
-    if model is not None:
-        deltas.append(attacks.dense_direction(model, x, y, norm, tau))
-    attack_margin = np.min([y * classifier.forward(x + delta) for delta in deltas], axis=0)
-    survived = attack_margin > 0
+    worst = attacks.attack_margin(classifier, x, y, norm, tau, model=model, pgd_steps=pgd_steps,
+                                  restarts=restarts, rng=rng)
+    survived = worst > 0
     method = np.where(certified, classifier.certificate or "", "")
     return RobustAccuracy(norm=norm, tau=tau, lower=float(certified.mean()), upper=float(survived.mean()),
                           certified=certified, survived=survived, method=method,
-                          certified_margin=certified_margin, attack_margin=attack_margin)
+                          certified_margin=certified_margin, attack_margin=worst)
 
 
 def _attack(model, x, y, norm, tau, attack, rng, attack_kwargs):

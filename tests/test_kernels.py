@@ -1,0 +1,163 @@
+"""The numba kernels against plain NumPy transcriptions of their equations, and determinism."""
+import numba
+import numpy as np
+import pytest
+import scipy.special
+from threadpoolctl import threadpool_limits
+
+from fpsim import SparseCodingModel, Threshold, TwoLayerNet, kernels, pgd, train_clean
+from fpsim.train import DenseStep
+
+
+def phi(t, q, rho):
+    """Smoothed ReLU (ReLU for rho = 0) and its derivative, MODEL.md §3, by cases."""
+    t = np.asarray(t, np.float64)
+    if rho == 0:
+        return np.maximum(t, 0.0), (t > 0).astype(np.float64)
+    smooth = (t > 0) & (t < rho)
+    value = np.where(t >= rho, t - (1 - 1 / q) * rho, 0.0)
+    slope = np.where(t >= rho, 1.0, 0.0)
+    r = np.clip(t / rho, 0, 1)
+    value = np.where(smooth, np.clip(t, 0, rho) ** q / (q * rho ** (q - 1)), value)
+    slope = np.where(smooth, r ** (q - 1), slope)
+    return value, slope
+
+
+ACTIVATIONS = [(2.0, 0.0), (2.0, 0.3), (3.0, 0.3), (2.5, 1.0)]
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)
+
+
+@pytest.mark.parametrize("q, rho", ACTIVATIONS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_soft_threshold_units_matches_formula(rng, q, rho, dtype):
+    n, m = 7, 50
+    u = rng.normal(0, 0.6, (n, m)).astype(dtype)
+    u[0, :5] = 0.0                                   # exactly at the origin
+    bias = rng.uniform(0, 0.5, m).astype(dtype)
+    bias[:3] = 0.0                                   # b = 0: the linear-through-origin case
+    u[1, 5:10] = bias[5:10]                          # exactly at the threshold
+    u[2, 5:10] = -bias[5:10]
+    pos, dpos = phi(u.astype(np.float64) - bias, q, rho)
+    neg, dneg = phi(-u.astype(np.float64) - bias, q, rho)
+    f, slope = np.empty(n, dtype), np.empty((n, m), dtype)
+    kernels.soft_threshold_units(u, bias, q, rho, f, slope)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(f, (pos - neg).sum(axis=1), rtol=tol, atol=tol)
+    np.testing.assert_allclose(slope, dpos + dneg, rtol=tol, atol=tol)
+    # the unit is odd in u and its slope even
+    f_neg = np.empty(n, dtype)
+    kernels.soft_threshold_units(-u, bias, q, rho, f_neg, slope)
+    np.testing.assert_array_equal(f_neg, -f)
+
+
+def test_soft_threshold_units_in_place(rng):
+    u = rng.normal(0, 1, (5, 30)).astype(np.float32)
+    bias = rng.uniform(0, 1, 30).astype(np.float32)
+    f, slope = np.empty(5, np.float32), np.empty_like(u)
+    kernels.soft_threshold_units(u, bias, 2.0, 0.0, f, slope)
+    f2 = np.empty(5, np.float32)
+    kernels.soft_threshold_units(u, bias, 2.0, 0.0, f2, u)   # out_slope aliases u
+    np.testing.assert_array_equal(f2, f)
+    np.testing.assert_array_equal(u, slope)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_logistic_loss_coefficients_matches_formula(rng, dtype):
+    f = np.array([0.0, 1.5, -2.0, 80.0, -80.0, 1e4, -1e4], dtype)
+    y = np.array([1, -1, -1, 1, 1, -1, 1], dtype)
+    slope = rng.uniform(0, 2, (len(f), 9)).astype(dtype)
+    expected_coef = (-y * scipy.special.expit(-y.astype(np.float64) * f))[:, None] * slope
+    expected_loss = np.logaddexp(0, -y.astype(np.float64) * f).sum()
+    loss = kernels.logistic_loss_coefficients(f, y, slope)
+    assert np.isfinite(loss)
+    np.testing.assert_allclose(loss, expected_loss, rtol=1e-12)
+    np.testing.assert_allclose(slope, expected_coef, rtol=1e-6 if dtype == np.float32 else 1e-12, atol=1e-30)
+
+
+def sparse_codes(rng, n, d, density, dtype):
+    return (rng.normal(size=(n, d)) * (rng.random((n, d)) < density)).astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sparse_rows_times_is_the_matrix_product(rng, dtype):
+    z = sparse_codes(rng, 9, 40, 0.1, dtype)
+    z[3] = 0.0                                       # an empty row gives a zero row
+    rows = rng.normal(size=(40, 17)).astype(dtype)
+    out = np.full((9, 17), np.nan, dtype)
+    kernels.sparse_rows_times(z, rows, out)
+    np.testing.assert_allclose(out, z.astype(np.float64) @ rows, rtol=1e-5, atol=1e-5)
+    assert not out[3].any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sparse_rank_update_is_the_outer_product_sum(rng, dtype):
+    z = sparse_codes(rng, 9, 40, 0.1, dtype)
+    coef = rng.normal(size=(9, 17)).astype(dtype)
+    rows = rng.normal(size=(40, 17)).astype(dtype)
+    expected = rows + (-0.3) * (z.astype(np.float64).T @ coef)
+    for scale in (-0.3, dtype(-0.3)):                # a float64 or a rows-dtype scale: same update
+        updated = rows.copy()
+        kernels.sparse_rank_update(z, coef, scale, updated)
+        np.testing.assert_allclose(updated, expected, rtol=1e-5, atol=1e-5)
+    untouched = ~z.any(axis=0)                       # atoms absent from the batch keep their rows
+    np.testing.assert_array_equal(updated[untouched], rows[untouched])
+
+
+def test_fill_sparse_codes_places_each_value_once(rng):
+    n, d = 50, 30
+    counts = rng.binomial(d, 0.3, size=n)
+    counts[0], counts[1] = 0, d                      # empty and full rows
+    total = counts.sum()
+    values = rng.uniform(1, 2, total).astype(np.float32)
+    z = np.zeros((n, d), np.float32)
+    kernels.fill_sparse_codes(counts, rng.random(total), values, z)
+    np.testing.assert_array_equal((z != 0).sum(axis=1), counts)
+    offsets = np.concatenate([[0], np.cumsum(counts)])
+    for b in range(n):
+        np.testing.assert_array_equal(np.sort(z[b][z[b] != 0]), np.sort(values[offsets[b]:offsets[b + 1]]))
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_dense_step_is_sgd_on_loss_grad(weight_decay):
+    model = SparseCodingModel(30, 3, seed=1)
+    net = TwoLayerNet.random(20, 30, threshold=0.2, seed=2)
+    x, y, z = model.sample(16, 3)
+    loss, grad = net.loss_grad(x, y, weight_decay)
+    expected = net.W - 0.5 * grad
+    stepper = DenseStep(net.copy(), 16)
+    assert stepper.step(x, y, z, 0.5, weight_decay) == pytest.approx(loss, rel=1e-6)
+    np.testing.assert_allclose(stepper.weights(), expected, rtol=1e-5, atol=1e-7)
+
+
+def test_negative_bias_is_refused():
+    net = TwoLayerNet.random(4, 3, seed=0)
+    with pytest.raises(ValueError, match="bias"):
+        net.forward(np.ones((2, 3)), bias=-np.ones(4, np.float32))
+
+
+def _run_with_threads(threads):
+    """A short clean run on both paths and a PGD attack, BLAS and numba limited to ``threads``."""
+    model = SparseCodingModel(192, 6, seed=3)
+    net = TwoLayerNet.random(384, 192, threshold=Threshold(0.2), seed=4)
+    previous = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        with threadpool_limits(threads):
+            dense, _ = train_clean(net, model, 12, 128, 0.5, path="dense", weight_decay=1e-3, eval_size=64)
+            dictionary, _ = train_clean(net, model, 12, 128, 0.5, path="dictionary", eval_size=64)
+            x, y, _ = model.sample(128, 5)
+            delta = pgd(dense, x, y, 2, 0.2, steps=3, rng=6)
+    finally:
+        numba.set_num_threads(previous)
+    return dense.W, dictionary.W, delta
+
+
+def test_results_are_deterministic_across_thread_counts():
+    threads = min(2, numba.config.NUMBA_NUM_THREADS)
+    one, many = _run_with_threads(1), _run_with_threads(threads)
+    for a, b in zip(one, many):
+        np.testing.assert_array_equal(a, b)
