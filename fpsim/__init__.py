@@ -10,3 +10,13 @@ from .certify import (RobustAccuracy, certified_margins, critical_radius,  # noq
 from .metrics import (cos_to_init, dense_direction_sensitivity, dictionary_view,  # noqa: E402
                       purification, update_spectrum)
 from .baselines import LinearClassifier, NTKClassifier, PolynomialClassifier, train_baseline  # noqa: E402
+
+__all__ = [
+    "SparseCodingModel", "TrainingData", "Threshold", "TwoLayerNet",
+    "run_sgd", "train_clean", "train_adversarial",
+    "fgm", "pgd", "dense_direction", "attack_margin",
+    "RobustAccuracy", "robust_accuracy", "certified_margins", "robust_curve", "critical_radius",
+    "exact_robust_accuracy",
+    "cos_to_init", "purification", "dictionary_view", "update_spectrum", "dense_direction_sensitivity",
+    "LinearClassifier", "PolynomialClassifier", "NTKClassifier", "train_baseline",
+]
