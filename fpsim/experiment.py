@@ -126,7 +126,7 @@ class Config:
 
 #: Built-in presets: changes to the :class:`Config` defaults.  See ``docs/presets.md``.
 PRESETS = {
-    "quick": dict(),
+    "quick": dict(baseline_steps=300),
     "paper": dict(d=200, k=8, m=400, clean_steps=6000, adv_steps=2000),
 }
 DEFAULT_PRESET = "quick"
