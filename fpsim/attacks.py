@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import kernels
-from ._validation import (check_array, check_float, check_int, check_labels, check_norm,
-                          check_random_state)
+from ._validation import (check_array, check_choice, check_float, check_int, check_labels,
+                          check_norm, check_random_state)
 from .network import TwoLayerNet, Workspace
 
 
@@ -157,6 +157,23 @@ def dense_direction(model_or_direction, x, y, norm, tau):
         raise ValueError("direction must be non-zero")
     unit = np.sign(v) if inf_norm else v / length
     return (-tau * y[:, None].astype(np.float64) * unit).astype(x.dtype)
+
+
+#: Attacks usable in adversarial training.
+ATTACKS = ("fgm", "pgd")
+
+
+def perturbation(net, x, y, attack, norm, tau, rng=None, steps=10, step_size=None, restarts=1):
+    r"""Perturbation :math:`\delta` of the named attack (``"fgm"`` or ``"pgd"``) -- the one switch
+    used by adversarial training of the network and of the baselines.
+
+    ``steps``, ``step_size``, ``restarts`` and ``rng`` go to :func:`pgd`
+    (FGM has none).  Returns ``(n, d)``.
+    """
+    check_choice("attack", attack, ATTACKS)
+    if attack == "fgm":
+        return fgm(net, x, y, norm, tau)
+    return pgd(net, x, y, norm, tau, steps=steps, step_size=step_size, restarts=restarts, rng=rng)
 
 
 def attack_margin(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, rng=None):

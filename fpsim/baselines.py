@@ -30,7 +30,6 @@ from .certify import RobustAccuracy
 from .data import TrainingData
 from .network import TwoLayerNet
 
-ATTACKS = ("fgm", "pgd")
 
 
 def _logistic(f, y):
@@ -385,14 +384,6 @@ def robust_accuracy(classifier, x, y, norm, tau, model=None, pgd_steps=20, resta
                           certified_margin=certified_margin, attack_margin=worst)
 
 
-def _attack(model, x, y, norm, tau, attack, rng, attack_kwargs):
-    """Perturbation ``delta`` ``(n, d)`` from :mod:`fpsim.attacks`."""
-    check_choice("attack", attack, ATTACKS)
-    if attack == "fgm":
-        return attacks.fgm(model, x, y, norm, tau, **attack_kwargs)
-    return attacks.pgd(model, x, y, norm, tau, rng=rng, **attack_kwargs)
-
-
 def train_baseline(model, data_model, *, steps, batch, lr, tau=None, norm=2, attack="pgd",
                    attack_kwargs=None, weight_decay=0.0, n_train=None, seed=0):
     r"""SGD for any baseline, clean or adversarial: the one training loop of C6.
@@ -446,7 +437,7 @@ def train_baseline(model, data_model, *, steps, batch, lr, tau=None, norm=2, att
     lr = check_float("lr", lr, 0, closed=(False, True))
     weight_decay = check_float("weight_decay", weight_decay, 0)
     norm = check_norm(norm)
-    check_choice("attack", attack, ATTACKS)
+    check_choice("attack", attack, attacks.ATTACKS)
     if tau is not None:
         tau = check_float("tau", tau, 0, closed=(False, True))
     attack_kwargs = {} if attack_kwargs is None else dict(attack_kwargs)
@@ -458,7 +449,7 @@ def train_baseline(model, data_model, *, steps, batch, lr, tau=None, norm=2, att
         x, y, _ = data.batch(batch)
         x = x.astype(np.float64)
         if tau is not None:
-            x = x + _attack(model, x, y, norm, tau, attack, attack_rng, attack_kwargs)
+            x = x + attacks.perturbation(model, x, y, attack, norm, tau, rng=attack_rng, **attack_kwargs)
         losses[t], grads = model.loss_grad(x, y, weight_decay)
         for param, grad in zip(model.params, grads):
             param -= lr * grad

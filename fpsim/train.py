@@ -30,7 +30,7 @@ import scipy.linalg
 from . import kernels
 from ._io import atomic_savez
 from ._validation import STREAMS, check_choice, check_float, check_int, check_norm, stream
-from .attacks import fgm, pgd
+from .attacks import ATTACKS, perturbation
 from .certify import robust_accuracy
 from .data import TrainingData
 from .network import Workspace
@@ -290,7 +290,6 @@ def _resume(path, run_key, stepper, data, attack_rng):
     return meta["step"], meta["history"], meta["loss_sum"], meta["loss_count"]
 
 
-ATTACKS = ("fgm", "pgd")
 
 
 def train_adversarial(net, model, steps, batch, lr, attack="pgd", norm=2, tau=None, attack_steps=5,
@@ -355,10 +354,8 @@ def train_adversarial(net, model, steps, batch, lr, attack="pgd", norm=2, tau=No
     extra = kwargs.pop("evaluate", None)
 
     def perturb(net, x, y, rng):
-        if attack == "fgm":
-            return x + fgm(net, x, y, norm, tau)
-        return x + pgd(net, x, y, norm, tau, steps=attack_steps, step_size=attack_step_size,
-                       restarts=restarts, rng=rng)
+        return x + perturbation(net, x, y, attack, norm, tau, rng=rng, steps=attack_steps,
+                                step_size=attack_step_size, restarts=restarts)
 
     def evaluate(net, x_eval, y_eval):
         # PGD starts seeded by (seed, step): the history is the same after a resume.
