@@ -1,0 +1,422 @@
+r"""Time fpsim's hot paths against plain NumPy and PyTorch-CPU autograd (issue #5).
+
+Run from the repository root::
+
+    python benchmarks/run.py            # full: two sizes, scaling table, certificate at both sizes
+    python benchmarks/run.py --quick    # < 1 minute: fewer repeats, no scaling, small certificate only
+    python benchmarks/run.py --threads 2
+
+Every operation is timed three ways in one process, interleaved round by round
+(so background load hits them alike) and reported as the minimum over rounds:
+
+* **fpsim** -- the package's own code path;
+* **NumPy** -- a plain float32 NumPy transcription of the same equations
+  (``../shared/MODEL.md`` §3--§5), written out below;
+* **torch** -- PyTorch-CPU with autograd for the gradients (skipped, with a
+  note, when torch is not importable; torch is never a dependency of fpsim).
+
+Dense steps and PGD iterations cost about :math:`4 B m d` flops (two matrix
+products of :math:`B m d` multiply-adds); their GFLOP/s are compared with the
+machine's float32 matrix-multiply rate, measured in the same rounds by timing
+``np.matmul`` on exactly the shapes the operation multiplies.  BLAS, numba
+and torch are pinned to ``--threads`` threads.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import sys
+import time
+
+import numba
+import numpy as np
+import scipy.linalg
+import scipy.special
+from threadpoolctl import threadpool_limits
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import fpsim  # noqa: E402
+from fpsim.train import DenseStep, DictionaryStep  # noqa: E402
+
+try:
+    import torch
+except ImportError:  # torch is optional: only the comparison column needs it
+    torch = None
+
+SIZES = {"large": dict(d=1000, m=4000, batch=256, k=32), "small": dict(d=200, m=400, batch=256, k=32)}
+LR = 0.05
+PGD_STEPS = 10
+
+
+# --- the problem ------------------------------------------------------------------
+
+
+class Problem:
+    """One size: a data model, a network, a batch and the attack radius."""
+
+    def __init__(self, d, m, batch, k, seed=0):
+        self.d, self.m, self.batch, self.k = d, m, batch, k
+        self.theta = 0.6 / np.sqrt(k)
+        self.tau = 0.5 / np.sqrt(k)
+        self.model = fpsim.SparseCodingModel(d, k, seed=seed)
+        self.net = fpsim.TwoLayerNet.random(m, d, threshold=self.theta, seed=seed + 1)
+        self.x, self.y, self.z = self.model.sample(batch, seed + 2)
+        self.yf = self.y.astype(np.float32)
+        self.rng = np.random.default_rng(seed + 3)
+
+    @property
+    def dense_flops(self):
+        """Flops of one dense step or PGD iteration: two products of B m d multiply-adds."""
+        return 4.0 * self.batch * self.m * self.d
+
+
+# --- plain NumPy references ----------------------------------------------------------
+
+
+def numpy_units(W, x, theta):
+    r"""Output :math:`f_b`, pre-activations :math:`u = x W^T` and biases :math:`b_i = \theta\|w_i\|` (ReLU)."""
+    bias = theta * np.sqrt((W * W).sum(axis=1))
+    u = x @ W.T
+    f = (np.maximum(u - bias, 0) - np.maximum(-u - bias, 0)).sum(axis=1)
+    return f, u, bias
+
+
+def numpy_coefficients(W, x, y, theta):
+    r"""Margins :math:`y_b f_b`, mean logistic loss and :math:`\partial\ell_b/\partial u_{bi} = -y_b\sigma(-y_b f_b)1\{|u_{bi}| > b_i\}`."""
+    f, u, bias = numpy_units(W, x, theta)
+    margin = y * f
+    loss = np.logaddexp(0, -margin).mean()
+    coef = ((-y * scipy.special.expit(-margin))[:, None] * (np.abs(u) > bias)).astype(np.float32)
+    return margin, loss, coef
+
+
+def numpy_dense_step(W, x, y, theta, lr):
+    """One SGD step on ``W`` in place, ``W -= (lr/B) C^T x``; returns the loss."""
+    _, loss, coef = numpy_coefficients(W, x, y, theta)
+    W -= (lr / len(y)) * (coef.T @ x)
+    return loss
+
+
+def numpy_dictionary_step(a_t, z, y, theta, lr):
+    """The same step in the dictionary basis (``u = z A^T``), with dense NumPy products."""
+    _, loss, coef = numpy_coefficients(a_t.T, z, y, theta)
+    a_t -= (lr / len(y)) * (z.T @ coef)
+    return loss
+
+
+def numpy_pgd(W, x, y, theta, tau, steps, rng):
+    r""":math:`\ell_2` PGD: random start in the ball, ``steps`` steps of :math:`2.5\tau/S` along
+    :math:`g/\|g\|`, projection, the iterate of lowest margin kept."""
+    n, d = x.shape
+    direction = rng.standard_normal((n, d))
+    radius = tau * rng.random((n, 1)) ** (1.0 / d)
+    delta = (direction * (radius / np.linalg.norm(direction, axis=1, keepdims=True))).astype(np.float32)
+    best, best_margin = np.zeros_like(x), np.full(n, np.inf)
+    for s in range(steps + 1):
+        margin, _, coef = numpy_coefficients(W, x + delta, y, theta)
+        better = margin < best_margin
+        best_margin[better], best[better] = margin[better], delta[better]
+        if s < steps:
+            grad = coef @ W
+            delta += (2.5 * tau / steps) * grad / np.maximum(np.linalg.norm(grad, axis=1, keepdims=True), 1e-30)
+            delta *= np.minimum(1.0, tau / np.linalg.norm(delta, axis=1, keepdims=True))
+    return best
+
+
+def numpy_sample(model, n, rng):
+    """Sparse codes drawn densely (a mask, signs and magnitudes for all ``n d`` entries), ``x = z M^T``."""
+    d, k = model.d, model.k
+    mask = rng.random((n, d)) < k / d
+    signs = rng.integers(0, 2, size=(n, d)) * 2.0 - 1.0
+    magnitudes = np.minimum(rng.uniform(*model.magnitude, size=(n, d)) / np.sqrt(k), 1.0)
+    z = (mask * signs * magnitudes).astype(np.float32)
+    y = np.where(z @ model.w_star >= 0, 1, -1).astype(np.int8)
+    return z @ model.dictionary.T.astype(np.float32), y, z
+
+
+def numpy_certificate(W, x, y, theta, tau):
+    r"""The three :math:`\ell_2` lower bounds of :func:`fpsim.certify.certified_margins`, in float64."""
+    W = W.astype(np.float64)
+    norms = np.linalg.norm(W, axis=1)
+    bias, radius = theta * norms, tau * norms
+    yc = y.astype(np.float64)[:, None]
+    u = x.astype(np.float64) @ W.T
+
+    def units(v):
+        return np.maximum(v - bias, 0) - np.maximum(-v - bias, 0)
+
+    base = (yc * units(u)).sum(axis=1)
+    drop = np.maximum(yc * (units(u) - units(u - yc * radius)), 0)
+    gram = W @ W.T
+    gram_bound, spectral = [], []
+    for b in range(len(y)):
+        moving = np.flatnonzero(drop[b] > 0)
+        order = moving[np.argsort(-drop[b, moving] / radius[moving], kind="stable")]
+        rest = drop[b, order].sum() - np.concatenate([[0.0], np.cumsum(drop[b, order])])
+        quad = np.concatenate([[0.0], np.diag(np.abs(gram[np.ix_(order, order)]).cumsum(0).cumsum(1))])
+        gram_bound.append(base[b] - np.min(np.maximum(rest, 0) + tau * np.sqrt(quad)))
+        small = gram[np.ix_(moving, moving)] if len(moving) <= W.shape[1] else W[moving].T @ W[moving]
+        top = scipy.linalg.eigvalsh(small, subset_by_index=[len(small) - 1] * 2)[0] if len(moving) else 0.0
+        spectral.append(base[b] - tau * np.sqrt(len(moving) * max(top, 0.0)))
+    return {"per_unit": base - drop.sum(axis=1), "gram": np.array(gram_bound), "spectral": np.array(spectral)}
+
+
+# --- PyTorch-CPU autograd references -------------------------------------------------
+
+
+def torch_units(W, x, theta):
+    """Network output with the bias :math:`\\theta\\|w_i\\|` held fixed (no gradient through it)."""
+    with torch.no_grad():
+        bias = theta * torch.linalg.vector_norm(W, dim=1)
+    u = x @ W.T
+    return (torch.relu(u - bias) - torch.relu(-u - bias)).sum(dim=1)
+
+
+def torch_dense_step(W, x, y, theta, lr):
+    """One SGD step with ``loss.backward()``; ``W`` is a leaf with ``requires_grad``."""
+    loss = torch.nn.functional.softplus(-y * torch_units(W, x, theta)).mean()
+    loss.backward()
+    with torch.no_grad():
+        W.sub_(W.grad, alpha=lr)
+    W.grad = None
+    return loss.item()
+
+
+def torch_pgd(W, x, y, theta, tau, steps):
+    """The same PGD as :func:`numpy_pgd`, input gradients by autograd."""
+    n, d = x.shape
+    direction = torch.randn(n, d)
+    delta = direction * (tau * torch.rand(n, 1) ** (1.0 / d) / direction.norm(dim=1, keepdim=True))
+    best, best_margin = torch.zeros_like(x), torch.full((n,), float("inf"))
+    for s in range(steps + 1):
+        x_adv = (x + delta).requires_grad_(s < steps)
+        margin = y * torch_units(W, x_adv, theta)
+        better = margin.detach() < best_margin
+        best_margin[better], best[better] = margin.detach()[better], delta[better]
+        if s < steps:
+            grad, = torch.autograd.grad(torch.nn.functional.softplus(-margin).sum(), x_adv)
+            delta = delta + (2.5 * tau / steps) * grad / grad.norm(dim=1, keepdim=True).clamp_min(1e-30)
+            delta = delta * (tau / delta.norm(dim=1, keepdim=True)).clamp_max(1.0)
+    return best
+
+
+# --- timing ---------------------------------------------------------------------------
+
+
+def interleaved_min(candidates, rounds, warm_up=True):
+    """Minimum wall time in ms of each callable, timed round by round (after one warm-up call)."""
+    for fn in candidates.values() if warm_up else ():
+        fn()
+    best = dict.fromkeys(candidates, np.inf)
+    for _ in range(rounds):
+        for name, fn in candidates.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], 1e3 * (time.perf_counter() - start))
+    return best
+
+
+def operations(p, with_certificate):
+    """``{operation: {implementation: callable}}`` for one problem (fpsim, NumPy and, if importable, torch)."""
+    W32 = p.net.W
+    x, y, z, yf = p.x, p.y, p.z, p.yf
+    dense = DenseStep(p.net.copy(), p.batch)
+    dictionary = DictionaryStep(p.net.copy(), p.model, p.batch)
+    W_np = W32.copy()
+    a_t_np = dictionary.a_t.copy()
+    ops = {
+        "dense SGD step": {
+            "fpsim": lambda: dense.step(x, y, z, LR, 0.0),
+            "NumPy": lambda: numpy_dense_step(W_np, x, yf, p.theta, LR)},
+        "dictionary step (k=%d)" % p.k: {
+            "fpsim": lambda: dictionary.step(x, y, z, LR, 0.0),
+            "NumPy": lambda: numpy_dictionary_step(a_t_np, z, yf, p.theta, LR)},
+        "PGD-l2, %d steps" % PGD_STEPS: {
+            "fpsim": lambda: fpsim.pgd(p.net, x, y, 2, p.tau, steps=PGD_STEPS, rng=p.rng),
+            "NumPy": lambda: numpy_pgd(W32, x, yf, p.theta, p.tau, PGD_STEPS, p.rng)},
+        "sample one batch": {
+            "fpsim": lambda: p.model.sample(p.batch, p.rng),
+            "NumPy": lambda: numpy_sample(p.model, p.batch, p.rng)},
+    }
+    if with_certificate:
+        ops["certificate (lower bound)"] = {
+            "fpsim": lambda: fpsim.certified_margins(p.net, x, y, 2, p.tau),
+            "NumPy": lambda: numpy_certificate(W32, x, y, p.theta, p.tau)}
+    if torch is not None:
+        W_t = torch.from_numpy(W32.copy()).requires_grad_(True)
+        W_fixed = torch.from_numpy(W32)
+        x_t, y_t = torch.from_numpy(x), torch.from_numpy(yf)
+        ops["dense SGD step"]["torch"] = lambda: torch_dense_step(W_t, x_t, y_t, p.theta, LR)
+        ops["PGD-l2, %d steps" % PGD_STEPS]["torch"] = lambda: torch_pgd(W_fixed, x_t, y_t, p.theta, p.tau,
+                                                                         PGD_STEPS)
+    return ops
+
+
+def matmul_references(p):
+    """The two products of a dense step (``x W^T``, ``C^T x``) and of a PGD iteration (``x W^T``, ``C W``).
+
+    Returns ``{operation: {"sgemm": callable, "torch sgemm": callable}}``: ``np.matmul``
+    (and ``torch.matmul``) on exactly those shapes, timed in the same rounds as the operation
+    (``PGD_STEPS`` times over for the attack).
+    """
+    W, x = p.net.W, p.x
+    u = np.empty((p.batch, p.m), np.float32)
+    coef = np.random.default_rng(0).standard_normal((p.batch, p.m), dtype=np.float32)
+    grad_w, grad_x = np.empty_like(W), np.empty_like(x)
+
+    def repeat(products, times):  # a PGD reference lasts as long as the attack: same exposure to load
+        return lambda: [products() for _ in range(times)]
+
+    refs = {"dense SGD step": {"sgemm": lambda: (np.matmul(x, W.T, out=u), np.matmul(coef.T, x, out=grad_w))},
+            "PGD-l2, %d steps" % PGD_STEPS: {"sgemm": repeat(lambda: (np.matmul(x, W.T, out=u),
+                                                                      np.matmul(coef, W, out=grad_x)), PGD_STEPS)}}
+    if torch is not None:
+        W_t, x_t, coef_t = torch.from_numpy(W), torch.from_numpy(x), torch.from_numpy(coef)
+        refs["dense SGD step"]["torch sgemm"] = lambda: (x_t @ W_t.T, coef_t.T @ x_t)
+        refs["PGD-l2, %d steps" % PGD_STEPS]["torch sgemm"] = repeat(lambda: (x_t @ W_t.T, coef_t @ W_t), PGD_STEPS)
+    return refs
+
+
+def check_same_math(p):
+    """One dense step of fpsim and of the NumPy reference from the same weights agree (float32 rounding)."""
+    stepper = DenseStep(p.net.copy(), p.batch)
+    W_np = p.net.W.copy()
+    loss = stepper.step(p.x, p.y, p.z, LR, 0.0)
+    loss_np = numpy_dense_step(W_np, p.x, p.yf, p.theta, LR)
+    assert abs(loss - loss_np) < 1e-4 * max(1.0, abs(loss_np)), (loss, loss_np)
+    scale = np.abs(p.net.W - W_np).max()
+    assert np.abs(stepper.net.W - W_np).max() < 1e-3 * scale + 1e-7, "fpsim and NumPy dense steps differ"
+
+
+def bench_size(name, p, rounds, with_certificate):
+    """Rows of the results table for one problem size."""
+    check_same_math(p)
+    references = matmul_references(p)
+    rows = []
+    for op, impls in operations(p, with_certificate).items():
+        slow = op.startswith("certificate") and p.m >= 1000  # seconds: one call, kernels compiled by then
+        times = interleaved_min({**impls, **references.get(op, {})}, 1 if slow else rounds, warm_up=not slow)
+        rows.append(dict(size=name, op=op, times=times, flops=p.dense_flops * (PGD_STEPS if op.startswith("PGD") else 1)
+                         if op in references else None))
+    return rows
+
+
+def format_table(rows):
+    """Markdown table of the timings, ratios and GFLOP/s."""
+    head = ("| size | operation | fpsim ms | NumPy ms | torch ms | NumPy / fpsim | torch / fpsim "
+            "| fpsim GFLOP/s | sgemm ms: np.matmul / torch | fpsim % of np.matmul rate |")
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
+    for r in rows:
+        t = r["times"]
+        fp = t["fpsim"]
+        cells = [r["size"], r["op"], f"{fp:.2f}", _ms(t.get("NumPy")), _ms(t.get("torch")),
+                 _ratio(t.get("NumPy"), fp), _ratio(t.get("torch"), fp)]
+        if r["flops"]:
+            cells += [f"{r['flops'] / fp / 1e6:.1f}", f"{t['sgemm']:.2f} / {_ms(t.get('torch sgemm'))}",
+                      f"{100 * t['sgemm'] / fp:.0f} %"]
+        else:
+            cells += ["", "", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _ms(value):
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _ratio(value, fp):
+    return "n/a" if value is None else f"{value / fp:.2f}x"
+
+
+def targets(rows):
+    """The issue-#5 targets, per size: ``(name, measured, goal, met)``."""
+    out = []
+    for size in dict.fromkeys(r["size"] for r in rows):
+        t = {r["op"].split(" (")[0].split(",")[0]: r for r in rows if r["size"] == size}
+        step, pgd, dic, smp = t["dense SGD step"], t["PGD-l2"], t["dictionary step"], t["sample one batch"]
+        for label, r in (("dense step", step), ("PGD iteration", pgd)):
+            share = r["times"]["sgemm"] / r["times"]["fpsim"]
+            out.append((f"{size}: {label} at >= 75 % of the sgemm rate", f"{100 * share:.0f} %", share >= 0.75))
+            if "torch" in r["times"]:
+                ratio = r["times"]["torch"] / r["times"]["fpsim"]
+                out.append((f"{size}: {label} >= 1.2x PyTorch-CPU autograd", f"{ratio:.2f}x", ratio >= 1.2))
+        if "torch" in step["times"]:
+            ratio = step["times"]["torch"] / dic["times"]["fpsim"]
+            out.append((f"{size}: dictionary step >= 10x the PyTorch dense step", f"{ratio:.1f}x", ratio >= 10))
+        for label, r in (("dictionary", dic), ("dense", step)):
+            share = smp["times"]["fpsim"] / r["times"]["fpsim"]
+            out.append((f"{size}: sampling < 20 % of a {label} step", f"{100 * share:.0f} %", share < 0.2))
+    return out
+
+
+def scaling(rounds, base=(500, 2000, 128)):
+    """Dense-step time as d, m and B double from ``base``; exponent = log2(time ratio), FLOP count predicts 1."""
+    d, m, batch = base
+    grid = {"base": (d, m, batch), "2d": (2 * d, m, batch), "2m": (d, 2 * m, batch),
+            "2B": (d, m, 2 * batch), "2d, 2m, 2B": (2 * d, 2 * m, 2 * batch)}
+    steps = {}
+    for label, (dd, mm, bb) in grid.items():
+        p = Problem(dd, mm, bb, 32)
+        steps[label] = lambda stepper=DenseStep(p.net, bb), p=p: stepper.step(p.x, p.y, p.z, LR, 0.0)
+    times = interleaved_min(steps, rounds)  # sizes interleaved round by round, so load hits them alike
+    lines = ["| d | m | B | dense step ms | GFLOP/s | exponent (FLOP count: 1 per doubled size, 3 for all) |",
+             "|---|---|---|---|---|---|"]
+    for label, (dd, mm, bb) in grid.items():
+        exponent = "" if label == "base" else f"{np.log2(times[label] / times['base']):.2f}"
+        lines.append(f"| {dd} | {mm} | {bb} | {times[label]:.2f} | {4e-6 * dd * mm * bb / times[label]:.1f} "
+                     f"| {exponent} |")
+    return "\n".join(lines)
+
+
+def machine():
+    """One line naming the CPU, the core count, the load and the library versions."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next(line.split(":", 1)[1].strip() for line in info if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    load = ", ".join(f"{v:.2f}" for v in os.getloadavg())
+    versions = f"numpy {np.__version__}, numba {numba.__version__}" + (
+        f", torch {torch.__version__}" if torch is not None else ", torch not installed")
+    return f"{model}, {os.cpu_count()} cores, load average {load}; {versions}"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, no scaling table (< 1 minute)")
+    parser.add_argument("--threads", type=int, default=1, help="threads for BLAS, numba and torch (default 1)")
+    parser.add_argument("--rounds", type=int, help="timing rounds (default 3 quick, 7 full)")
+    args = parser.parse_args(argv)
+    rounds = args.rounds or (3 if args.quick else 7)
+
+    numba.set_num_threads(args.threads)
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+        torch.manual_seed(0)  # torch's PGD draws its random starts from torch's generator
+    with threadpool_limits(args.threads):
+        print(f"# fpsim benchmarks, {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+        print(f"# {machine()}; {args.threads} thread(s), min of {rounds} rounds")
+        if torch is None:
+            print("# torch is not importable: the torch column is skipped")
+        rows = []
+        for name in ("small", "large"):
+            p = Problem(**SIZES[name])
+            rows += bench_size(f"{name} d={p.d} m={p.m} B={p.batch}", p, rounds,
+                               with_certificate=name == "small" or not args.quick)
+        print()
+        print(format_table(rows))
+        print()
+        for label, value, met in targets(rows):
+            print(f"- [{'x' if met else ' '}] {label}: {value}")
+        if not args.quick:
+            print()
+            print(scaling(rounds))
+        print(f"\n# load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
