@@ -255,17 +255,21 @@ class _Oracle:
                                 f"{type(net).__name__} has no {method}")
         self.net = net
         self.y = y
-        self.ws = Workspace(x.shape[0], net.m, net.d, net.dtype) if isinstance(net, TwoLayerNet) else None
+        self.ws = self.bias = None
+        if isinstance(net, TwoLayerNet):  # reuse buffers; biases depend on W only: compute them once
+            self.ws = Workspace(x.shape[0], net.m, net.d, net.dtype)
+            self.bias = net.bias()
 
     def gradient(self, x_adv):
         """Loss gradients ``(n, d)`` at ``x_adv``."""
         if self.ws is None:
             return np.asarray(self.net.input_grad(x_adv, self.y))
-        return self.net.input_grad(x_adv, self.y, workspace=self.ws)
+        return self.net.input_grad(x_adv, self.y, bias=self.bias, workspace=self.ws)
 
     def margin(self, x_adv):
         """Margins :math:`y f(x_{adv})` ``(n,)`` as float64."""
-        return self.y * np.asarray(self.net.forward(x_adv), dtype=np.float64)
+        f = self.net.forward(x_adv) if self.ws is None else self.net.forward(x_adv, bias=self.bias)
+        return self.y * np.asarray(f, dtype=np.float64)
 
     def margin_gradient(self, x_adv):
         """Margins and loss gradients at ``x_adv`` (one pass on a TwoLayerNet)."""

@@ -209,9 +209,17 @@ class TrainingData:
         self.n_train = None if n_train is None else check_int("n_train", n_train, 1)
         self.fixed = None if n_train is None else model.sample(self.n_train, self.rng)
 
-    def batch(self, size):
-        """Return one batch ``(x, y, z)`` of ``size`` samples."""
+    def batch(self, size, inputs=True):
+        """Return one batch ``(x, y, z)`` of ``size`` samples.
+
+        With ``inputs=False`` and noise-free data, ``x`` is not formed (``None``):
+        a learner that works on the codes ``z`` saves the product :math:`Mz`.
+        The random draws are the same either way.
+        """
         if self.fixed is None:
-            return self.model.sample(size, self.rng)
+            if inputs or self.model.noise > 0:
+                return self.model.sample(size, self.rng)
+            z, y = self.model.sample_codes(size, self.rng)
+            return None, y, z
         rows = self.rng.integers(0, self.n_train, size=size)
         return tuple(a[rows] for a in self.fixed)

@@ -84,6 +84,8 @@ class DictionaryStep:
     batch.  Relative biases use :math:`\|a_i\| = \|w_i\|`.
     """
 
+    needs_inputs = False  # works on the codes z alone
+
     def __init__(self, net, model, batch):
         if model.noise != 0:
             raise ValueError("path='dictionary' needs noise-free data (noise=0); use path='dense'")
@@ -218,7 +220,7 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
     clock = time.perf_counter()
     last_print = clock
     for t in range(start, steps):
-        x, y, z = data.batch(batch)
+        x, y, z = data.batch(batch, inputs=stepper.needs_inputs)
         if perturb is not None:
             x = perturb(net, x, y, attack_rng)
         loss_sum += stepper.step(x, y, z, lr, weight_decay)
