@@ -48,6 +48,8 @@ class DenseStep:
     extra passes over the ``(m, d)`` weights.
     """
 
+    needs_inputs = True
+
     def __init__(self, net, batch):
         self.net = net
         self.ws = Workspace(batch, net.m, net.d, net.dtype)
