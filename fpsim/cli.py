@@ -12,6 +12,7 @@ import json
 import sys
 
 from . import __version__
+from ._threads import thread_limit
 from .experiment import DEFAULT_PRESET, PRESETS, Config, preset, run_experiment
 
 
@@ -44,6 +45,8 @@ def build_parser():
                      help=f"starting settings [default {DEFAULT_PRESET}]")
     run.add_argument("--out", default="runs/latest", help="output folder [default runs/latest]")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
+    run.add_argument("--threads", type=int, default=None,
+                     help="BLAS and numba threads (results do not depend on it) [default: all cores]")
     _add_config_options(run)
     sub.add_parser("presets", help="list the presets and their settings")
     return parser
@@ -67,7 +70,11 @@ def main(argv=None):
     except (TypeError, ValueError) as err:
         print(f"fpsim: error: {err}", file=sys.stderr)
         return 2
-    report = run_experiment(config, args.out, progress=not args.quiet)
+    if args.threads is not None and args.threads < 1:
+        print(f"fpsim: error: threads must lie in [1, inf), got {args.threads}", file=sys.stderr)
+        return 2
+    with thread_limit(args.threads):
+        report = run_experiment(config, args.out, progress=not args.quiet)
     print(f"fpsim: wrote {args.out}/report.json and {args.out}/weights.npz")
     from proofs_check import render_table  # proofs_check reads the report; imported last
     print(render_table(report))

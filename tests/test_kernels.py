@@ -3,9 +3,9 @@ import numba
 import numpy as np
 import pytest
 import scipy.special
-from threadpoolctl import threadpool_limits
 
 from fpsim import SparseCodingModel, Threshold, TwoLayerNet, kernels, pgd, train_clean
+from fpsim._threads import thread_limit
 from fpsim.train import DenseStep
 
 
@@ -143,16 +143,11 @@ def _run_with_threads(threads):
     """A short clean run on both paths and a PGD attack, BLAS and numba limited to ``threads``."""
     model = SparseCodingModel(192, 6, seed=3)
     net = TwoLayerNet.random(384, 192, threshold=Threshold(0.2), seed=4)
-    previous = numba.get_num_threads()
-    numba.set_num_threads(threads)
-    try:
-        with threadpool_limits(threads):
-            dense, _ = train_clean(net, model, 12, 128, 0.5, path="dense", weight_decay=1e-3, eval_size=64)
-            dictionary, _ = train_clean(net, model, 12, 128, 0.5, path="dictionary", eval_size=64)
-            x, y, _ = model.sample(128, 5)
-            delta = pgd(dense, x, y, 2, 0.2, steps=3, rng=6)
-    finally:
-        numba.set_num_threads(previous)
+    with thread_limit(threads):
+        dense, _ = train_clean(net, model, 12, 128, 0.5, path="dense", weight_decay=1e-3, eval_size=64)
+        dictionary, _ = train_clean(net, model, 12, 128, 0.5, path="dictionary", eval_size=64)
+        x, y, _ = model.sample(128, 5)
+        delta = pgd(dense, x, y, 2, 0.2, steps=3, rng=6)
     return dense.W, dictionary.W, delta
 
 
