@@ -1,6 +1,6 @@
 r"""Scaling: how the radius at which robustness breaks depends on d and k.
 
-``python -m proofs_check.scaling [--quick] [--out DIR] [--strict]``
+``python -m proofs_check.scaling [--quick] [--out DIR] [--seed N] [--strict] [--quiet]``
 
 The claim (``../shared/MODEL.md`` §1): the critical radius scales like
 :math:`d^{-1/2}` for linear models and like :math:`k^{-1/2}` for the
