@@ -11,7 +11,7 @@ Every operation is timed three ways in one process, interleaved round by round
 
 * **fpsim** -- the package's own code path;
 * **NumPy** -- a plain float32 NumPy transcription of the same equations
-  (``../shared/MODEL.md`` §3--§5), written out below;
+  (``docs/MODEL.md`` §3--§5), written out below;
 * **torch** -- PyTorch-CPU with autograd for the gradients (skipped, with a
   note, when torch is not importable; torch is never a dependency of fpsim).
 

@@ -1,4 +1,4 @@
-r"""Norm-bounded attacks on a classifier (``../shared/MODEL.md`` §5).
+r"""Norm-bounded attacks on a classifier (``docs/MODEL.md`` §5).
 
 Every attack returns a perturbation :math:`\delta` of shape ``(n, d)`` with
 :math:`\|\delta_b\|_p \le \tau` (to float rounding) for :math:`p \in \{2, \infty\}`:

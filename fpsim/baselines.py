@@ -1,4 +1,4 @@
-r"""Low-complexity baselines for C6 (``../shared/MODEL.md`` §7).
+r"""Low-complexity baselines for C6 (``docs/MODEL.md`` §7).
 
 Three models that, by the theory, cannot be robust at radius :math:`\tau`
 however they are trained:

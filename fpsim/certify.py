@@ -1,4 +1,4 @@
-r"""Robust accuracy as a certified interval (``../shared/MODEL.md`` §5).
+r"""Robust accuracy as a certified interval (``docs/MODEL.md`` §5).
 
 Robust accuracy at :math:`(p, \tau)` is :math:`\Pr[y f(x+\delta) > 0\ \forall
 \|\delta\|_p \le \tau]`.  :func:`robust_accuracy` brackets it:

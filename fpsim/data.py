@@ -1,4 +1,4 @@
-r"""The sparse-coding data model (``../shared/MODEL.md`` §2).
+r"""The sparse-coding data model (``docs/MODEL.md`` §2).
 
 A sample is drawn as
 

@@ -6,7 +6,7 @@ and cached on disk.  The two large matrix products of a dense step
 (``U = X W^T`` and ``G = C^T X``) are left to BLAS; these kernels do the
 fused element-wise work around them and the sparse products.
 
-Notation (``../shared/MODEL.md`` §3): pre-activation :math:`u_{bi} = \langle
+Notation (``docs/MODEL.md`` §3): pre-activation :math:`u_{bi} = \langle
 w_i, x_b\rangle`, bias :math:`b_i`, activation :math:`\phi` (ReLU, or the
 smoothed ReLU of degree :math:`q` and width :math:`\varrho`; ``rho = 0``
 means the plain ReLU), unit :math:`s(u; b) = \phi(u - b) - \phi(-u - b)`.

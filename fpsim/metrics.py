@@ -1,4 +1,4 @@
-r"""The quantities of the theory, measured on weights (``../shared/MODEL.md`` §6).
+r"""The quantities of the theory, measured on weights (``docs/MODEL.md`` §6).
 
 Plain functions on arrays; each docstring carries the formula it computes.
 Notation: clean-trained weights :math:`W` (rows :math:`w_i`), adversarially

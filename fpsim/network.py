@@ -1,4 +1,4 @@
-r"""The two-layer soft-threshold network (``../shared/MODEL.md`` §3).
+r"""The two-layer soft-threshold network (``docs/MODEL.md`` §3).
 
 .. math::
 

@@ -1,4 +1,4 @@
-r"""Stochastic gradient descent, clean and adversarial (``../shared/MODEL.md`` §4).
+r"""Stochastic gradient descent, clean and adversarial (``docs/MODEL.md`` §4).
 
 One loop (:func:`run_sgd`) serves every variant: it draws batches, lets an
 optional attack replace each input by :math:`x + \delta(x)`, takes one SGD step
@@ -298,7 +298,7 @@ def _resume(path, run_key, stepper, data, attack_rng):
 
 def train_adversarial(net, model, steps, batch, lr, attack="pgd", norm=2, tau=None, attack_steps=5,
                       attack_step_size=None, restarts=1, robust_eval_size=500, **kwargs):
-    r"""Adversarial SGD from ``net``'s weights (``../shared/MODEL.md`` §4).
+    r"""Adversarial SGD from ``net``'s weights (``docs/MODEL.md`` §4).
 
     Every step replaces each batch input by :math:`x + \delta(x)`, with
     :math:`\delta` from :func:`fpsim.attacks.fgm` or :func:`fpsim.attacks.pgd`

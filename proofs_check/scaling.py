@@ -2,7 +2,7 @@ r"""Scaling: how the radius at which robustness breaks depends on d and k.
 
 ``python -m proofs_check.scaling [--quick] [--out DIR] [--seed N] [--strict] [--quiet]``
 
-The claim (``../shared/MODEL.md`` §1): the critical radius scales like
+The claim (``docs/MODEL.md`` §1): the critical radius scales like
 :math:`d^{-1/2}` for linear models and like :math:`k^{-1/2}` for the
 adversarially trained network (:math:`k \ll d`), clean-trained networks in
 between.  Why: a linear rule :math:`\langle u, x\rangle` must weigh all
