@@ -451,6 +451,9 @@ def train_baseline(model, data_model, *, steps, batch, lr, tau=None, norm=2, att
         if tau is not None:
             x = x + attacks.perturbation(model, x, y, attack, norm, tau, rng=attack_rng, **attack_kwargs)
         losses[t], grads = model.loss_grad(x, y, weight_decay)
+        if not np.isfinite(losses[t]):
+            raise FloatingPointError(f"{type(model).__name__} training diverged at step {t} "
+                                     f"(loss {losses[t]}); lower lr (got {lr})")
         for param, grad in zip(model.params, grads):
             param -= lr * grad
     return model, losses

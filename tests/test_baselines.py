@@ -229,3 +229,12 @@ def test_validation_errors_name_the_parameter():
         NTKClassifier(model)
     with pytest.raises(TypeError, match="classifier must be"):
         robust_accuracy(TwoLayerNet.random(3, 10), np.ones((2, 10)), [1, -1], 2, 0.1)
+
+
+def test_divergence_is_a_clear_error():
+    from fpsim import SparseCodingModel
+    from fpsim.baselines import PolynomialClassifier, train_baseline
+    model = SparseCodingModel(20, 2, seed=0)
+    with pytest.raises(FloatingPointError, match="diverged.*lower lr"):
+        with np.errstate(all="ignore"):
+            train_baseline(PolynomialClassifier(20, degree=3, seed=0), model, steps=50, batch=32, lr=1e6)
