@@ -62,7 +62,7 @@ def test_cli_runs_and_prints_claims(tmp_path, capsys):
 
 
 def test_cli_rejects_bad_values(tmp_path, capsys):
-    assert main(["run", "--out", str(tmp_path), "--k", "100"]) == 2
+    assert main(["run", "--out", str(tmp_path), "--k", "0.5"]) == 2
     assert "k must lie in" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run", "--norm", "3"])
