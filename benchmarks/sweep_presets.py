@@ -358,7 +358,7 @@ def rounding_slack(net, x, y, tau):
     Taken from the library's private ``_certify`` (which also recomputes its
     own bounds), so that the extra bounds use exactly fpsim's rule.
     """
-    return certify._certify(*certify._check_certify(net, x, y, "2", tau))[1]
+    return certify.bounds._certify(*certify.bounds._check_certify(net, x, y, "2", tau))[1]
 
 
 def extra_certified(net, model, x, y, tau, split=True):

@@ -157,10 +157,10 @@ def test_lazy_spectral_bound_certifies_exactly_what_exhaustive_solving_does():
     f = np.empty(len(y))
     kernels.soft_threshold_units(u, bias, net.q, 0.0, f, np.empty_like(u))
     for tau in (0.05, 0.15, 0.3):
-        bounds, slack = certify._certify(*certify._check_certify(net, x, y, 2, tau))
+        bounds, slack = certify.bounds._certify(*certify.bounds._check_certify(net, x, y, 2, tau))
         drop = np.empty_like(u)
         kernels.unit_drops(u, y.astype(float), tau * np.linalg.norm(W, axis=1), bias, net.q, 0.0, drop)
-        exhaustive = y * f - np.array([tau * np.sqrt(len(s) * certify._largest_eigenvalue(W, gram, s))
+        exhaustive = y * f - np.array([tau * np.sqrt(len(s) * certify.bounds._largest_eigenvalue(W, gram, s))
                                        for s in (np.flatnonzero(row) for row in drop > 0)])
         assert np.all(bounds["spectral"] <= exhaustive + 1e-9)  # never tighter than the exact bound
         fast = np.max([bounds[k] for k in bounds], axis=0) > slack

@@ -1,0 +1,168 @@
+r"""Robust accuracy as a certified interval, over one radius or a curve of radii.
+
+The upper end comes from attacks (:func:`fpsim.attacks.attack_margin`), the
+lower end from the bounds of :mod:`fpsim.certify.bounds`.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .._validation import check_array, check_float, check_int, check_random_state
+from ..attacks import attack_margin
+from .bounds import METHODS, _certify, _check_certify
+
+
+@dataclasses.dataclass(frozen=True)
+class RobustAccuracy:
+    r"""Robust accuracy at :math:`(p, \tau)` as an interval ``[lower, upper]``.
+
+    Attributes
+    ----------
+    norm : {2, inf}
+    tau : float
+    lower : float
+        Fraction of examples certified robust (sound).
+    upper : float
+        Fraction that are clean-correct and survive every attack.
+    certified : (n,) bool ndarray
+    survived : (n,) bool ndarray
+    method : (n,) str ndarray
+        The certificate (one of :data:`METHODS`) that certified each example;
+        ``""`` where none did.
+    certified_margin : (n,) float64 ndarray
+        Certified lower bound on :math:`\min_{\|\delta\|_p \le \tau} y f(x+\delta)`.
+    attack_margin : (n,) float64 ndarray
+        Lowest margin :math:`y f(x+\delta)` reached by the attacks (and :math:`\delta = 0`).
+    """
+
+    norm: float
+    tau: float
+    lower: float
+    upper: float
+    certified: np.ndarray
+    survived: np.ndarray
+    method: np.ndarray
+    certified_margin: np.ndarray
+    attack_margin: np.ndarray
+
+    @property
+    def gap(self):
+        """``upper - lower``: how much of robust accuracy is undecided."""
+        return self.upper - self.lower
+
+
+def robust_accuracy(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, rng=None):
+    r"""Robust accuracy at :math:`(p, \tau)` as a certified interval.
+
+    Parameters
+    ----------
+    net : TwoLayerNet
+    x : (n, d) array_like
+    y : (n,) array_like of {-1, +1}
+    norm : {2, "2", "l2", "inf", numpy.inf}
+        Attack norm :math:`p`.
+    tau : float
+        Radius :math:`\tau \ge 0`.
+    model : SparseCodingModel or (d,) array_like, optional
+        Adds the dense-direction attack along :math:`M w^*` to the upper end.
+    pgd_steps : int, default 20
+        PGD steps per restart.
+    restarts : int, default 2
+        PGD random restarts.
+    rng : numpy.random.Generator or int, optional
+        Source of the PGD starts (default: ``default_rng(0)``).
+
+    Returns
+    -------
+    RobustAccuracy
+        ``lower`` is the certified fraction (an example counts when its best
+        certificate exceeds the float rounding of the net's own evaluation,
+        :math:`(d + m)\,\varepsilon_{\rm dtype} \sum_i (|u_i| + r_i)`, so that
+        ``certified`` implies ``survived``); ``upper`` is the attacked accuracy.
+    """
+    net, x, y, norm, tau = _check_certify(net, x, y, norm, tau)
+    pgd_steps = check_int("pgd_steps", pgd_steps, 1)
+    restarts = check_int("restarts", restarts, 1)
+    rng = check_random_state(0 if rng is None else rng)
+
+    bounds, slack = _certify(net, x, y, norm, tau)
+    stacked = np.stack([bounds[name] for name in METHODS])
+    best = stacked.argmax(axis=0)
+    certified_margin = stacked.max(axis=0)
+    certified = certified_margin > slack
+    method = np.where(certified, np.asarray(METHODS)[best], "")
+
+    worst = attack_margin(net, x, y, norm, tau, model=model, pgd_steps=pgd_steps, restarts=restarts,
+                          rng=rng)
+    survived = worst > 0
+    return RobustAccuracy(norm=norm, tau=tau, lower=float(certified.mean()), upper=float(survived.mean()),
+                          certified=certified, survived=survived, method=method,
+                          certified_margin=certified_margin, attack_margin=worst)
+
+
+def robust_curve(net, x, y, norm, taus, model=None, pgd_steps=20, restarts=2, rng=None):
+    r"""Certified interval of robust accuracy over a range of radii.
+
+    Parameters
+    ----------
+    net, x, y, norm, model, pgd_steps, restarts
+        As in :func:`robust_accuracy`.
+    taus : (t,) array_like
+        Radii :math:`\tau \ge 0`, increasing.
+    rng : numpy.random.Generator or int, optional
+        One generator shared by all radii (default: ``default_rng(0)``).
+
+    Returns
+    -------
+    curve : dict
+        ``taus``, ``lower``, ``upper``: ``(t,)`` float64 arrays.
+    """
+    taus = check_array("taus", taus, 1, dtype=np.float64)
+    if taus.size == 0 or (taus < 0).any() or (np.diff(taus) <= 0).any():
+        raise ValueError(f"taus must be a non-empty, strictly increasing array of radii >= 0, got {taus}")
+    rng = check_random_state(0 if rng is None else rng)
+    results = [robust_accuracy(net, x, y, norm, tau, model=model, pgd_steps=pgd_steps,
+                               restarts=restarts, rng=rng) for tau in taus]
+    return {"taus": taus, "lower": np.array([r.lower for r in results]),
+            "upper": np.array([r.upper for r in results])}
+
+
+def critical_radius(curve, level=0.5):
+    r"""Radius :math:`\tau` at which each end of a robust-accuracy curve falls below ``level``.
+
+    Linear interpolation between the two radii around the first crossing.
+
+    Parameters
+    ----------
+    curve : dict
+        From :func:`robust_curve` (``taus``, ``lower``, ``upper``).
+    level : float, default 0.5
+        Accuracy level in ``(0, 1)``.
+
+    Returns
+    -------
+    radii : dict
+        ``lower`` and ``upper``: the crossing radius of each end, ``nan`` if
+        that end does not cross ``level`` inside the sampled radii (it stays
+        at or above it, or is already below it at the first radius).
+    """
+    level = check_float("level", level, 0, 1, closed=(False, False))
+    taus = np.asarray(curve["taus"], dtype=np.float64)
+    return {end: _crossing(taus, np.asarray(curve[end], dtype=np.float64), level)
+            for end in ("lower", "upper")}
+
+
+def _crossing(taus, values, level):
+    """First radius where ``values`` falls from ``>= level`` to ``< level``, linearly interpolated."""
+    if values[0] < level:
+        return float("nan")
+    below = np.flatnonzero(values < level)
+    if below.size == 0:
+        return float("nan")
+    j = below[0]
+    t0, t1, v0, v1 = taus[j - 1], taus[j], values[j - 1], values[j]
+    return float(t0 + (v0 - level) / (v0 - v1) * (t1 - t0))
+
+
