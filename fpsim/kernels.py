@@ -339,6 +339,63 @@ def unit_line_offsets(v, radius, bias, slope, q, rho, out_offset, out_argmin):
 
 
 @numba.njit(cache=True)
+def envelope_tangent(v, radius, bias, q, rho, out_point, out_slope):
+    r"""Where the convex envelope of each unit on its input interval leaves the unit, and its slope there.
+
+    On :math:`[l, h] = [v - r, v + r]` the unit :math:`s` is concave for
+    :math:`t \le 0` and convex for :math:`t \ge 0`, so its convex envelope is the
+    line from :math:`(l, s(l))` of slope
+
+    .. math::
+
+        \lambda_T = \min_{l < t \le h} \frac{s(t) - s(l)}{t - l}
+
+    up to the minimiser :math:`t_T`, and :math:`s` itself beyond (for
+    :math:`l \ge 0`: :math:`s` throughout, :math:`t_T = l`, :math:`\lambda_T = s'(l)`).
+    The minimum is taken over :math:`h`, the kinks :math:`\pm b` and, for the
+    smoothed ReLU, 16 points of :math:`[b, b + \varrho]`; an approximate
+    :math:`\lambda_T` only loosens, never invalidates, the bound that uses it
+    (:func:`unit_line_offsets` computes the exact offset for any slope).
+
+    Parameters
+    ----------
+    v : (n, m) float64 array
+        Interval centres.
+    radius, bias : (m,) float64 arrays
+    q, rho : float
+    out_point, out_slope : (n, m) float64 arrays, written
+        :math:`t_T` and :math:`\lambda_T`.
+    """
+    n, m = v.shape
+    for b in range(n):
+        for i in range(m):
+            lo, hi, bi = v[b, i] - radius[i], v[b, i] + radius[i], bias[i]
+            at_lo, slope_lo = activation(abs(lo) - bi, q, rho)
+            if lo >= 0.0 or hi <= lo:
+                out_point[b, i], out_slope[b, i] = lo, slope_lo
+                continue
+            s_lo = np.copysign(at_lo, lo)
+            best, point = np.inf, hi
+            extra = 16 if rho > 0.0 else 0
+            for k in range(3 + extra):
+                if k == 0:
+                    t = hi
+                elif k == 1:
+                    t = bi
+                elif k == 2:
+                    t = -bi
+                else:
+                    t = bi + rho * (k - 2) / extra
+                if t <= lo or t > hi:
+                    continue
+                value, _ = activation(abs(t) - bi, q, rho)
+                ratio = (np.copysign(value, t) - s_lo) / (t - lo)
+                if ratio < best:
+                    best, point = ratio, t
+            out_point[b, i], out_slope[b, i] = point, min(max(best, 0.0), 1.0)
+
+
+@numba.njit(cache=True)
 def unit_drops(u, y, radius, bias, q, rho, out):
     r"""Worst-case decrease of each unit's contribution to the margin over the ball.
 

@@ -42,7 +42,7 @@ and with :math:`\rho_2 = \sup \|\delta\|_2` (:math:`\tau` for :math:`\ell_2`,
 :math:`\sum_{i\in S}|\langle w_i, \delta\rangle| \le \tau\sqrt{|S|}\sigma_{\max}(W_S)`,
 made one-sided.)
 
-Three instances are computed per example and the best one is kept:
+Four instances are computed per example and the best one is kept:
 
 * ``"per_unit"`` -- :math:`S = \emptyset`: :math:`y f(x+\delta) \ge \sum_i y
   s_i(u_i - y r_i)`, the per-unit monotone bound;
@@ -52,7 +52,11 @@ Three instances are computed per example and the best one is kept:
 * ``"spectral"`` -- :math:`S` = all units with :math:`\text{drop}_i > 0`
   (a subset of the units that can be active somewhere in the ball,
   :math:`|u_i| + r_i > b_i`; every other unit never lowers the margin), with
-  the :math:`\sigma_{\max}` bound: the local spectral bound of MODEL.md §5.
+  the :math:`\sigma_{\max}` bound: the local spectral bound of MODEL.md §5;
+* ``"linear"`` -- a line below each unit on its input interval, closed over
+  the ball with the dual norm (CROWN), its slopes optimised per example
+  (α-CROWN's idea, via the relaxed primal): :mod:`fpsim.certify.linear`, with
+  its derivation.  Optimised only where the two bounds above do not certify.
 
 The biases are held fixed in the ball: for the relative threshold
 :math:`b_i = \theta\|w_i\|` depends on :math:`W` only.
@@ -69,9 +73,10 @@ import scipy.linalg
 from .. import kernels
 from .._validation import check_array, check_float, check_labels, check_norm
 from ..network import TwoLayerNet
+from .linear import LINEAR_ITERATIONS, _linear_bound
 
 #: Names of the certificates, in the order ties are resolved.
-METHODS = ("per_unit", "gram", "spectral")
+METHODS = ("per_unit", "gram", "spectral", "linear")
 
 
 def certified_margins(net, x, y, norm, tau):
@@ -126,8 +131,12 @@ def _certify(net, x, y, norm, tau):
 
     bounds = {"per_unit": base - drop.sum(axis=1), "gram": base - joint}
     slack = (d + net.m) * np.finfo(net.dtype).eps * (np.abs(u).sum(axis=1) + radius.sum())
+    cheap = np.maximum(bounds["per_unit"], bounds["gram"])
+    # linear relaxation (fpsim.certify.linear): slopes optimised only where nothing cheaper certifies
+    bounds["linear"] = _linear_bound(W, bias, u, yf, radius, tau, norm == np.inf, q, rho, LINEAR_ITERATIONS,
+                                     refine=cheap <= slack)
     bounds["spectral"] = _spectral_bound(W, gram, moving, base, radius2,
-                                         np.maximum(bounds["per_unit"], bounds["gram"]), slack)
+                                         np.maximum(cheap, bounds["linear"]), slack)
     return bounds, slack
 
 
