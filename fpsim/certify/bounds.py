@@ -134,7 +134,7 @@ def _certify(net, x, y, norm, tau):
     cheap = np.maximum(bounds["per_unit"], bounds["gram"])
     # linear relaxation (fpsim.certify.linear): slopes optimised only where nothing cheaper certifies
     bounds["linear"] = _linear_bound(W, bias, u, yf, radius, tau, norm == np.inf, q, rho, LINEAR_ITERATIONS,
-                                     refine=cheap <= slack)
+                                     refine=cheap <= slack, target=slack)
     bounds["spectral"] = _spectral_bound(W, gram, moving, base, radius2,
                                          np.maximum(cheap, bounds["linear"]), slack)
     return bounds, slack

@@ -96,7 +96,7 @@ def linear_bound(net, x, y, norm, tau, iterations=LINEAR_ITERATIONS):
                          norm == np.inf, net.q, net.rho_effective, iterations)
 
 
-def _linear_bound(W, bias, u, yf, radius, tau, inf_norm, q, rho, iterations, refine=None):
+def _linear_bound(W, bias, u, yf, radius, tau, inf_norm, q, rho, iterations, refine=None, target=None):
     r"""The bound on float64 arrays; slopes are optimised only for the rows where ``refine`` is True.
 
     Parameters
@@ -112,6 +112,9 @@ def _linear_bound(W, bias, u, yf, radius, tau, inf_norm, q, rho, iterations, ref
     iterations : int
     refine : (n,) bool array, optional
         Rows to optimise (default all); the others keep the best starting slopes.
+    target : (n,) float64 array, optional
+        A row stops being optimised once its bound exceeds ``target`` or the
+        relaxed primal shows that no slopes can (see :func:`_primal_dual`).
 
     Returns
     -------
@@ -122,20 +125,19 @@ def _linear_bound(W, bias, u, yf, radius, tau, inf_norm, q, rho, iterations, ref
     kernels.soft_threshold_units(v, bias, q, rho, np.empty(len(v)), slope_at)
     chord = np.clip((_unit_values(v + radius, bias, q, rho) - _unit_values(v - radius, bias, q, rho))
                     / np.maximum(2.0 * radius, 1e-300), 0.0, 1.0)
-    best, best_slope = np.full(len(v), -np.inf), np.zeros_like(v)
+    best = np.full(len(v), -np.inf)
     for start in (np.zeros_like(v), slope_at, chord):
-        value, _ = _dual_value(W, v, radius, bias, yf, start, tau, inf_norm, q, rho)
-        better = value > best
-        best[better] = value[better]
-        best_slope[better] = start[better]
+        np.maximum(best, _dual_value(W, v, radius, bias, yf, start, tau, inf_norm, q, rho)[0], out=best)
     rows = np.arange(len(v)) if refine is None else np.flatnonzero(refine)
+    target = np.full(len(v), np.inf) if target is None else np.asarray(target, dtype=np.float64)
+    rows = rows[best[rows] <= target[rows]]
     if iterations > 0 and rows.size:
         best[rows] = np.maximum(best[rows], _primal_dual(W, v[rows], radius, bias, yf[rows], tau, inf_norm,
-                                                         q, rho, iterations))
+                                                         q, rho, iterations, target[rows]))
     return best
 
 
-def _primal_dual(W, v, radius, bias, yf, tau, inf_norm, q, rho, iterations):
+def _primal_dual(W, v, radius, bias, yf, tau, inf_norm, q, rho, iterations, target):
     r"""Slopes from the relaxed primal: the best :math:`B(\lambda(\delta^{(k)}))` over a descent on :math:`\delta`.
 
     The relaxed problem :math:`\min_{\|\delta\|_p\le\tau} F(\delta)`,
@@ -149,31 +151,54 @@ def _primal_dual(W, v, radius, bias, yf, tau, inf_norm, q, rho, iterations):
     :math:`B(\lambda(\delta))`; so does the average of the slopes of the second
     half of the iterates (at kinks, where the iterates oscillate, it approaches
     the optimal slope inside the subdifferential).  The best per row is returned.
+
+    Weak duality, :math:`B(\lambda) \le F(\delta)` for all slopes and all
+    :math:`\delta` in the ball (each line lies below :math:`\breve s_i`), lets a
+    row stop early: once :math:`B > ` ``target`` (settled) or
+    :math:`F(\delta^{(k)}) \le` ``target`` (no slopes can exceed it).
     """
     n, m = v.shape
     point, tangent = np.empty_like(v), np.empty_like(v)
     kernels.envelope_tangent(v, radius, bias, q, rho, point, tangent)
+    low_value = _unit_values(v - radius, bias, q, rho)  # s(l): the envelope is s(l) + tangent (t - l) below point
     delta = np.zeros((n, W.shape[1]))
     previous, work = delta.copy(), np.empty_like(delta)
     eta = np.full(n, tau)
     decay = 0.01 ** (1.0 / max(iterations - 1, 1))
-    slope, t, best = np.empty_like(v), np.empty_like(v), np.full(n, -np.inf)
-    average, count = np.zeros_like(v), 0
+    out = np.full(n, -np.inf)
+    live = np.arange(n)   # rows still optimised; the local arrays below hold these rows only
+    best, average, count = out.copy(), np.zeros_like(v), 0
     for k in range(iterations):
-        np.matmul(delta, W.T, out=t)
-        t *= yf[:, None]
+        t = delta @ W.T
+        t *= yf[live, None]
         t += v
-        kernels.soft_threshold_units(t, bias, q, rho, np.empty(n), slope)
-        np.copyto(slope, tangent, where=t < point)
-        value, a = _dual_value(W, v, radius, bias, yf, slope, tau, inf_norm, q, rho)
+        slope = np.empty_like(t)
+        kernels.soft_threshold_units(t, bias, q, rho, np.empty(len(live)), slope)
+        below = t < point
+        np.copyto(slope, tangent, where=below)
+        value, a = _dual_value(W, v, radius, bias, yf[live], slope, tau, inf_norm, q, rho)
         np.maximum(best, value, out=best)
         if k >= iterations // 2:  # ergodic average of the late slopes: near the dual optimum at kinks
             average += slope
             count += 1
+        primal = np.where(below, low_value + tangent * (t - (v - radius)), _unit_values(t, bias, q, rho)).sum(axis=1)
+        done = (best > target) | (primal <= target)
+        if done.any():
+            out[live[done]] = best[done]
+            keep = ~done
+            live, v, point, tangent, low_value = live[keep], v[keep], point[keep], tangent[keep], low_value[keep]
+            delta, previous, work, eta = delta[keep], previous[keep], work[keep], eta[keep]
+            best, average, target, a = best[keep], average[keep], target[keep], a[keep]
+            if live.size == 0:
+                return out
         # dF/d(delta) = a: descend F, i.e. ascend along -a
         kernels.momentum_ascend(delta, previous, np.negative(a, out=a), eta, tau, inf_norm, 0.75, work)
         eta *= decay
-    return np.maximum(best, _dual_value(W, v, radius, bias, yf, average / count, tau, inf_norm, q, rho)[0])
+    if count:
+        best = np.maximum(best, _dual_value(W, v, radius, bias, yf[live], average / count, tau, inf_norm, q,
+                                            rho)[0])
+    out[live] = best
+    return out
 
 
 def _unit_values(t, bias, q, rho):
