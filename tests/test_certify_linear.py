@@ -110,3 +110,33 @@ def test_optimised_slopes_beat_the_starting_slopes_on_a_wide_net():
     assert np.mean(tuned - fixed) > 0
     with pytest.raises(ValueError, match="iterations"):
         linear_bound(net, x, y, 2, 0.1, iterations=-1)
+
+
+@pytest.mark.parametrize("norm", NORMS)
+def test_early_stopping_certifies_exactly_what_full_optimisation_does(norm):
+    # A row stops once its bound passes the target or the relaxed primal falls to it (weak duality):
+    # neither can change which rows end above the target.
+    from fpsim.certify.linear import _linear_bound
+    rng = np.random.default_rng(7)
+    d, m = 20, 40
+    net = TwoLayerNet(rng.standard_normal((m, d)) / np.sqrt(d), threshold=0.3)
+    x = rng.standard_normal((200, d))
+    y = np.where(net.forward(x) >= 0, 1, -1)
+    W, bias, u = net.W, net.bias(), x @ net.W.T
+    tau = 0.3 if norm == 2 else 0.3 / np.sqrt(d)
+    radius = tau * np.linalg.norm(W, ord=1 if norm == np.inf else 2, axis=1)
+    args = (W, bias, u, y.astype(float), radius, tau, norm == np.inf, net.q, 0.0, 12)
+    full = _linear_bound(*args)
+    early = _linear_bound(*args, target=np.zeros(len(y)))
+    assert 0 < np.sum(full > 0) < len(y)
+    clear = np.abs(full) > 1e-6  # away from float-rounding ties at the target
+    np.testing.assert_array_equal((early > 0)[clear], (full > 0)[clear])
+
+
+def test_robust_accuracy_names_the_attack_that_broke_each_example():
+    from fpsim.attacks import ATTACK_NAMES
+    net, x, y = _tiny(4, 5, 6, 0.2, n=60)
+    result = robust_accuracy(net, x, y, 2, 0.5, pgd_steps=10, rng=0)
+    assert set(result.broken_by) <= set(ATTACK_NAMES) | {""}
+    np.testing.assert_array_equal(result.broken_by == "", result.survived)
+    assert 0 < result.upper < 1

@@ -129,11 +129,12 @@ def _linear_bound(W, bias, u, yf, radius, tau, inf_norm, q, rho, iterations, ref
     for start in (np.zeros_like(v), slope_at, chord):
         np.maximum(best, _dual_value(W, v, radius, bias, yf, start, tau, inf_norm, q, rho)[0], out=best)
     rows = np.arange(len(v)) if refine is None else np.flatnonzero(refine)
-    target = np.full(len(v), np.inf) if target is None else np.asarray(target, dtype=np.float64)
-    rows = rows[best[rows] <= target[rows]]
+    if target is not None:
+        target = np.asarray(target, dtype=np.float64)
+        rows = rows[best[rows] <= target[rows]]
     if iterations > 0 and rows.size:
-        best[rows] = np.maximum(best[rows], _primal_dual(W, v[rows], radius, bias, yf[rows], tau, inf_norm,
-                                                         q, rho, iterations, target[rows]))
+        best[rows] = np.maximum(best[rows], _primal_dual(W, v[rows], radius, bias, yf[rows], tau, inf_norm, q,
+                                                         rho, iterations, None if target is None else target[rows]))
     return best
 
 
@@ -155,7 +156,7 @@ def _primal_dual(W, v, radius, bias, yf, tau, inf_norm, q, rho, iterations, targ
     Weak duality, :math:`B(\lambda) \le F(\delta)` for all slopes and all
     :math:`\delta` in the ball (each line lies below :math:`\breve s_i`), lets a
     row stop early: once :math:`B > ` ``target`` (settled) or
-    :math:`F(\delta^{(k)}) \le` ``target`` (no slopes can exceed it).
+    :math:`F(\delta^{(k)}) \le` ``target`` (no slopes can exceed it); ``target=None``: no early stop.
     """
     n, m = v.shape
     point, tangent = np.empty_like(v), np.empty_like(v)
@@ -181,14 +182,18 @@ def _primal_dual(W, v, radius, bias, yf, tau, inf_norm, q, rho, iterations, targ
         if k >= iterations // 2:  # ergodic average of the late slopes: near the dual optimum at kinks
             average += slope
             count += 1
-        primal = np.where(below, low_value + tangent * (t - (v - radius)), _unit_values(t, bias, q, rho)).sum(axis=1)
-        done = (best > target) | (primal <= target)
+        if target is None:
+            done = np.zeros(len(live), dtype=bool)
+        else:
+            primal = np.where(below, low_value + tangent * (t - (v - radius)),
+                              _unit_values(t, bias, q, rho)).sum(axis=1)
+            done = (best > target) | (primal <= target)
         if done.any():
             out[live[done]] = best[done]
             keep = ~done
             live, v, point, tangent, low_value = live[keep], v[keep], point[keep], tangent[keep], low_value[keep]
             delta, previous, work, eta = delta[keep], previous[keep], work[keep], eta[keep]
-            best, average, target, a = best[keep], average[keep], target[keep], a[keep]
+            best, average, target, a = best[keep], average[keep], target[keep], a[keep]  # target is not None here
             if live.size == 0:
                 return out
         # dF/d(delta) = a: descend F, i.e. ascend along -a
