@@ -23,7 +23,7 @@ from . import __version__
 from ._io import atomic_savez, atomic_write_json
 from ._validation import (check_choice, check_dtype, check_float, check_int, check_norm, check_pair,
                           stream)
-from .data import DICTIONARIES, SparseCodingModel
+from .data import DICTIONARIES, SUPPORTS, SparseCodingModel
 from . import baselines, metrics, plots
 from .attacks import dense_direction
 from .certify import critical_radius, robust_accuracy, robust_curve
@@ -47,6 +47,8 @@ class Config:
     magnitude: tuple = _opt((1.0, 2.0), "range [a, b] of U; non-zero |z_j| = min(U/sqrt(k), 1)")
     teacher: tuple = _opt((0.5, 1.0), "range of |w*_j| (signs uniform)")
     margin: float = _opt(0.0, "label margin gamma >= 0: codes with |<w*, z>| < gamma are redrawn")
+    support: str = _opt("bernoulli", "support law of the code: bernoulli (k/d each) or exact (k integer)",
+                        choices=SUPPORTS)
     # network (MODEL.md §3)
     m: int = _opt(200, "number of neurons m")
     sigma0: float = _opt(0.0, "initial weight scale sigma_0 (0 means 1/d)")
@@ -92,7 +94,7 @@ class Config:
         check_float("k", self.k, 1, self.d, closed=(True, False))
         check_pair("magnitude", self.magnitude, 0.0)
         check_pair("teacher", self.teacher, 0.0)
-        for name in ("dictionary", "threshold_kind", "activation", "dtype", "attack", "norm"):
+        for name in ("dictionary", "support", "threshold_kind", "activation", "dtype", "attack", "norm"):
             check_choice(name, getattr(self, name), self.__dataclass_fields__[name].metadata["choices"])
         for name in ("noise", "margin", "threshold", "weight_decay", "tau", "sigma0", "adv_lr"):
             check_float(name, getattr(self, name), 0)
@@ -110,6 +112,8 @@ class Config:
         if self.robust_eval_size > self.eval_size:
             raise ValueError(f"robust_eval_size must lie in [1, eval_size={self.eval_size}], "
                              f"got {self.robust_eval_size}")
+        if self.support == "exact" and self.k != int(self.k):
+            raise ValueError(f"support='exact' needs an integer k, got k={self.k:g}")
         check_dtype("dtype", self.dtype)
         check_norm(self.norm)
 
@@ -150,7 +154,8 @@ def build(config):
     """The data model and the initial network of a config."""
     model = SparseCodingModel(config.d, config.k, dictionary=config.dictionary, noise=config.noise,
                               magnitude=config.magnitude, teacher=config.teacher,
-                              margin=config.margin, seed=config.seed, dtype=config.dtype)
+                              margin=config.margin, support=config.support, seed=config.seed,
+                              dtype=config.dtype)
     end = None if config.threshold_end == -1.0 else config.threshold_end
     threshold = Threshold(config.threshold, kind=config.threshold_kind, end=end,
                           ramp_steps=config.ramp_steps)

@@ -312,3 +312,175 @@ def joint_lipschitz_drop(drop, order, counts, gram_pos, radius2, out):
             if value < best:
                 best = value
         out[b] = best
+
+
+@numba.njit(cache=True, inline="always")
+def trust_region_max(g1, g2, h11, h12, h22, radius):
+    r"""Upper bound on :math:`\max_{\|v\|_2 \le R} g^\top v + v^\top H v` for a 2x2 PSD :math:`H`.
+
+    For every :math:`\mu > \lambda_{\max}(H)`, adding :math:`\mu(R^2 - \|v\|^2) \ge 0`
+    and maximising the concave quadratic in :math:`v` gives (the S-procedure,
+    exact at the best :math:`\mu`)
+
+    .. math::
+
+        g^\top v + v^\top H v \;\le\; \mu R^2 + \tfrac14\, g^\top(\mu I - H)^{-1} g
+        = \mu R^2 + \sum_{k=1,2} \frac{\tilde g_k^2}{4(\mu - h_k)},
+
+    with :math:`H = \sum_k h_k e_k e_k^\top` and :math:`\tilde g_k = \langle e_k, g\rangle`.
+    The right side is convex in :math:`\mu`; it is minimised by bisection on its
+    derivative, and every :math:`\mu` tried is sound, so the value returned is an
+    upper bound whatever the number of iterations.
+    """
+    # eigen-decomposition of the symmetric 2x2 matrix
+    mean = 0.5 * (h11 + h22)
+    half = 0.5 * (h11 - h22)
+    spread = np.sqrt(half * half + h12 * h12)
+    h1, h2 = mean + spread, mean - spread
+    if spread > 0.0:
+        # eigenvector of h1: (h12, h1 - h11) or (h1 - h22, h12), whichever is better conditioned
+        e1, e2 = h1 - h22, h12
+        if abs(h12) + abs(h1 - h11) > abs(e1) + abs(e2):
+            e1, e2 = h12, h1 - h11
+        norm = np.sqrt(e1 * e1 + e2 * e2)
+        e1, e2 = e1 / norm, e2 / norm
+    else:
+        e1, e2 = 1.0, 0.0
+    c1 = (e1 * g1 + e2 * g2) ** 2
+    c2 = (-e2 * g1 + e1 * g2) ** 2
+    gnorm = np.sqrt(g1 * g1 + g2 * g2)
+    if gnorm == 0.0:
+        return max(h1, 0.0) * radius * radius
+    low = h1 + 1e-12 * (abs(h1) + gnorm / radius)
+    high = h1 + gnorm / (2.0 * radius) + 1e-12 * (abs(h1) + gnorm / radius)
+    best = np.inf
+    for _ in range(60):
+        mu = 0.5 * (low + high)
+        value = mu * radius * radius + c1 / (4.0 * (mu - h1)) + c2 / (4.0 * (mu - h2))
+        if value < best:
+            best = value
+        slope = radius * radius - c1 / (4.0 * (mu - h1) ** 2) - c2 / (4.0 * (mu - h2) ** 2)
+        if slope > 0.0:
+            high = mu
+        else:
+            low = mu
+    return best
+
+
+@numba.njit(cache=True)
+def split_drop(abs_u, bias, top, alpha, resid, strong, gram, coef, weak_quad, weak_top, radius,
+               kappa, eta, out):
+    r"""Certified margin loss beyond the threshold: linear, atom-quadratic and weak-quadratic parts sharing one ball.
+
+    Per example, with :math:`a_i = \langle w_i, \delta\rangle`,
+    :math:`\|\delta\|_2 \le R`, gap :math:`g_i = b_i - |u_i|` and the unit's
+    decomposition :math:`w_i = \alpha_i e_{j(i)} + r_i` in an orthonormal basis
+    (coordinates :math:`\hat\delta` of :math:`\delta`), every unit loses at most:
+
+    * F (active, :math:`|u_i| > b_i`): :math:`(-y a_i)_+` (non-decreasing, 1-Lipschitz);
+    * Qa (strong, inactive, :math:`\tilde g_i = g_i - R\|r_i\| \ge \kappa b_i`):
+      :math:`(|a_i| - g_i)_+ \le (|\alpha_i \hat\delta_{j(i)}| - \tilde g_i)_+
+      \le \alpha_i^2 \hat\delta_{j(i)}^2 / (4\tilde g_i)`, in all
+      :math:`\sum_j q_j \hat\delta_j^2`;
+    * Qe (weak, inactive, :math:`|u_i| \le \eta b_i`): :math:`a_i^2/(4(1-\eta) b_i)`,
+      in all at most :math:`\delta^\top E\,\delta`, :math:`E = \sum_{\rm weak} w_i w_i^\top/(4(1-\eta)b_i)`;
+    * N (every other inactive unit): :math:`|a_i|`.
+
+    Split :math:`\delta` into its part on :math:`J_1` (the principal atoms of the
+    strong active units; norm :math:`s`) and the rest (norm :math:`t`,
+    :math:`s^2 + t^2 \le R^2`).  The linear part is at most :math:`L s + L_\perp t`
+    (:math:`L^2 = \sum_{F\times F} (G_{ij})_+ + \sum_{\text{other pairs in } F\cup N} |G_{ij}|`,
+    :math:`G = WW^\top`, bounds :math:`\|\sum_i c_i w_i\|^2` for every choice of
+    the attacker's signs; :math:`L_\perp` the same with the :math:`J_1`
+    coordinates removed from every row), the atom part at most
+    :math:`q_{\rm in} s^2 + q_{\rm out} t^2` (:math:`q_{\rm in} = \max_{J_1} q_j`,
+    :math:`q_{\rm out} = \max_j q_j`) and the weak part at most
+    :math:`(a s + b t)^2` with :math:`a^2 = \lambda_{\max}(E_{J_1 J_1})`,
+    :math:`b^2 = \lambda_{\max}(E)`.  So the loss is at most the maximum of
+    :math:`g^\top v + v^\top H v` over :math:`\|v\| \le R`, :math:`g = (L, L_\perp)`,
+    :math:`H = \mathrm{diag}(q_{\rm in}, q_{\rm out}) + (a, b)(a, b)^\top`,
+    bounded by :func:`trust_region_max`.
+
+    Parameters
+    ----------
+    abs_u : (n, m) float64 array
+        :math:`|u_{bi}|`.
+    bias : (m,) float64 array
+        :math:`b_i > 0`.
+    top : (m,) int64 array
+        Principal coordinate :math:`j(i)` of each unit.
+    alpha, resid : (m,) float64 arrays
+        :math:`|\alpha_i|` and an upper bound on :math:`\|r_i\|`.
+    strong : (m,) bool array
+        Units treated through their principal atom (the others are "weak").
+    gram : (m, m) float64 array
+        :math:`G = W W^\top`.
+    coef : (m, d) float64 array
+        Coordinates of the rows in the basis, :math:`\hat w_i`.
+    weak_quad : (d, d) float64 array
+        :math:`\hat E` (the matrix :math:`E` in the basis).
+    weak_top : float
+        An upper bound on :math:`\lambda_{\max}(E)`.
+    radius : float
+        :math:`R`.
+    kappa, eta : float
+        Class thresholds (any values give a sound bound).
+    out : (n,) float64 array, written
+        Upper bound on the margin loss.
+    """
+    n, m = abs_u.shape
+    d = coef.shape[1]
+    for b in range(n):
+        q = np.zeros(d)
+        in_j1 = np.zeros(d, dtype=np.bool_)
+        members = np.empty(m, dtype=np.int64)
+        active = np.zeros(m, dtype=np.bool_)
+        count = 0
+        for i in range(m):
+            if abs_u[b, i] > bias[i]:
+                active[i] = True
+                members[count] = i
+                count += 1
+                if strong[i]:
+                    in_j1[top[i]] = True
+            elif strong[i]:
+                gap = bias[i] - abs_u[b, i] - radius * resid[i]
+                if gap >= kappa * bias[i] and gap > 0.0:
+                    q[top[i]] += alpha[i] * alpha[i] / (4.0 * gap)
+                else:
+                    members[count] = i
+                    count += 1
+            elif abs_u[b, i] > eta * bias[i]:
+                members[count] = i
+                count += 1
+        j1 = np.flatnonzero(in_j1)
+        q_in = 0.0
+        for j in j1:
+            q_in = max(q_in, q[j])
+        q_out = q.max()
+        lin = 0.0
+        perp = 0.0
+        for s in range(count):
+            i = members[s]
+            for t in range(count):
+                k = members[t]
+                g = gram[i, k]
+                gp = g
+                for j in j1:
+                    gp -= coef[i, j] * coef[k, j]
+                if active[i] and active[k]:
+                    lin += max(g, 0.0)
+                    perp += max(gp, 0.0)
+                else:
+                    lin += abs(g)
+                    perp += abs(gp)
+        a2 = 0.0
+        if j1.size > 0:
+            block = np.empty((j1.size, j1.size))
+            for s in range(j1.size):
+                for t in range(j1.size):
+                    block[s, t] = weak_quad[j1[s], j1[t]]
+            a2 = max(np.linalg.eigvalsh(block)[-1], 0.0) * (1.0 + 1e-9)
+        a, bb = np.sqrt(a2), np.sqrt(weak_top)
+        out[b] = trust_region_max(np.sqrt(max(lin, 0.0)), np.sqrt(max(perp, 0.0)),
+                                  q_in + a2, a * bb, q_out + weak_top, radius) * (1.0 + 1e-9)

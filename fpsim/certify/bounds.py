@@ -53,6 +53,12 @@ Three instances are computed per example and the best one is kept:
   (a subset of the units that can be active somewhere in the ball,
   :math:`|u_i| + r_i > b_i`; every other unit never lowers the margin), with
   the :math:`\sigma_{\max}` bound: the local spectral bound of MODEL.md §5.
+* ``"split"`` -- beyond the threshold (:math:`\tau \ge \theta`, where the
+  three above collapse): inactive units cost quadratically, not linearly,
+  and share the ball with the active ones (:mod:`fpsim.certify.beyond`).
+  Evaluated only on the examples the other three leave uncertified
+  (``-inf`` elsewhere), in the basis of the data model's dictionary when one
+  is given.
 
 The biases are held fixed in the ball: for the relative threshold
 :math:`b_i = \theta\|w_i\|` depends on :math:`W` only.
@@ -67,14 +73,15 @@ import numpy as np
 import scipy.linalg
 
 from .. import kernels
+from .beyond import orthonormal_basis, split_margins
 from .._validation import check_array, check_float, check_labels, check_norm
 from ..network import TwoLayerNet
 
 #: Names of the certificates, in the order ties are resolved.
-METHODS = ("per_unit", "gram", "spectral")
+METHODS = ("per_unit", "gram", "spectral", "split")
 
 
-def certified_margins(net, x, y, norm, tau):
+def certified_margins(net, x, y, norm, tau, dictionary=None):
     r"""Sound lower bounds on the worst-case margin, per example and per certificate.
 
     Parameters
@@ -85,6 +92,9 @@ def certified_margins(net, x, y, norm, tau):
     norm : {2, "2", "l2", "inf", numpy.inf}
     tau : float
         Radius :math:`\tau \ge 0`.
+    dictionary : (d, d) array_like, optional
+        Basis for the ``"split"`` bound (the data model's :math:`M`; any
+        orthogonal matrix is sound, the identity is used when ``None``).
 
     Returns
     -------
@@ -92,10 +102,10 @@ def certified_margins(net, x, y, norm, tau):
         For each name in :data:`METHODS`, a lower bound on
         :math:`\min_{\|\delta\|_p \le \tau} y f(x+\delta)` (see the module docstring).
     """
-    return _certify(*_check_certify(net, x, y, norm, tau))[0]
+    return _certify(*_check_certify(net, x, y, norm, tau), dictionary=dictionary)[0]
 
 
-def _certify(net, x, y, norm, tau):
+def _certify(net, x, y, norm, tau, dictionary=None):
     r""":func:`certified_margins` on validated input; also returns the rounding slack ``(n,)``.
 
     The slack bounds the float rounding of the net's own evaluation in its dtype,
@@ -128,6 +138,11 @@ def _certify(net, x, y, norm, tau):
     slack = (d + net.m) * np.finfo(net.dtype).eps * (np.abs(u).sum(axis=1) + radius.sum())
     bounds["spectral"] = _spectral_bound(W, gram, moving, base, radius2,
                                          np.maximum(bounds["per_unit"], bounds["gram"]), slack)
+    open_ = np.maximum.reduce([bounds[name] for name in ("per_unit", "gram", "spectral")]) <= slack
+    bounds["split"] = np.full(n, -np.inf)
+    if open_.any():
+        bounds["split"][open_] = split_margins(W, bias, u[open_], base[open_], radius2,
+                                               orthonormal_basis(dictionary, d))
     return bounds, slack
 
 
