@@ -124,7 +124,7 @@ class Workspace:
 
     @property
     def active_fraction(self):
-        """:math:`|\mathcal A|/(n m)` of the last evaluation (exact, one extra pass over ``u``)."""
+        r""":math:`|\mathcal A|/(n m)` of the last evaluation (exact, one extra pass over ``u``)."""
         return np.count_nonzero(self.u) / self.u.size
 
 
