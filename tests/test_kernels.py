@@ -173,3 +173,73 @@ def test_results_are_deterministic_across_numba_thread_counts(monkeypatch, cross
         numba.set_num_threads(previous)
     for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
+
+
+def _sparse_coefficients(rng, n, m, fraction, dtype):
+    """A coefficient matrix with about ``fraction`` non-zeros, some rows and columns empty."""
+    coef = (rng.standard_normal((n, m)) * (rng.random((n, m)) < fraction)).astype(dtype)
+    coef[0] = 0.0
+    coef[:, -1] = 0.0
+    return coef
+
+
+def _pairs(coef, capacity=None):
+    n, m = coef.shape
+    capacity = n * m if capacity is None else capacity
+    lists = (np.empty(n + 1, np.int64), np.empty(capacity, np.int32), np.empty(capacity, coef.dtype),
+             np.empty(m + 1, np.int64), np.empty(capacity, np.int32), np.empty(capacity, coef.dtype))
+    return kernels.active_pairs(coef, capacity, *lists), lists
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_active_pairs_lists_every_nonzero_in_both_orders(rng, dtype):
+    coef = _sparse_coefficients(rng, 13, 17, 0.2, dtype)
+    nnz, (row_ptr, col, row_val, col_ptr, row, col_val) = _pairs(coef)
+    assert nnz == np.count_nonzero(coef)
+    rebuilt_rows, rebuilt_cols = np.zeros_like(coef), np.zeros_like(coef)
+    for b in range(13):
+        span = slice(row_ptr[b], row_ptr[b + 1])
+        assert np.all(np.diff(col[span]) > 0)  # units increasing within a row
+        rebuilt_rows[b, col[span]] = row_val[span]
+    for i in range(17):
+        span = slice(col_ptr[i], col_ptr[i + 1])
+        assert np.all(np.diff(row[span]) > 0)  # examples increasing within a unit
+        rebuilt_cols[row[span], i] = col_val[span]
+    np.testing.assert_array_equal(rebuilt_rows, coef)
+    np.testing.assert_array_equal(rebuilt_cols, coef)
+    assert row_ptr[-1] == col_ptr[-1] == nnz
+
+
+def test_active_pairs_gives_up_above_capacity(rng):
+    coef = _sparse_coefficients(rng, 40, 30, 0.3, np.float64)
+    nnz = np.count_nonzero(coef)
+    assert _pairs(coef, nnz)[0] == nnz
+    assert _pairs(coef, nnz - 1)[0] == -1
+    dense = np.ones((40, 30))
+    assert _pairs(dense, 40 * 30 // 10)[0] == -1  # clearly dense: stops after a few rows
+    assert _pairs(np.zeros((40, 30)), 0)[0] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("beta", [0.0, 1.0, 0.9])
+def test_csc_rows_update_is_the_transposed_product(rng, dtype, beta):
+    coef = _sparse_coefficients(rng, 12, 9, 0.3, dtype)
+    x = rng.standard_normal((12, 7)).astype(dtype)
+    out = rng.standard_normal((9, 7)).astype(dtype)
+    expected = (0.0 if beta == 0 else beta * out.astype(np.float64)) - 0.3 * coef.T.astype(np.float64) @ x
+    if beta == 0:
+        out[...] = np.nan  # overwritten, never read
+    _, (_, _, _, col_ptr, row, col_val) = _pairs(coef)
+    kernels.csc_rows_update(col_ptr, row, col_val, x, dtype(-0.3), dtype(beta), out)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_csr_rows_times_is_the_product(rng, dtype):
+    coef = _sparse_coefficients(rng, 12, 9, 0.3, dtype)
+    W = rng.standard_normal((9, 7)).astype(dtype)
+    out = np.full((12, 7), np.nan, dtype)
+    _, (row_ptr, col, row_val, _, _, _) = _pairs(coef)
+    kernels.csr_rows_times(row_ptr, col, row_val, W, out)
+    np.testing.assert_allclose(out, coef.astype(np.float64) @ W, rtol=1e-5, atol=1e-5)
+    assert np.all(out[0] == 0)  # an example without active units has zero gradient
