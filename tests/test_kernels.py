@@ -139,15 +139,14 @@ def test_negative_bias_is_refused():
         net.forward(np.ones((2, 3)), bias=-np.ones(4, np.float32))
 
 
-def _run_with_threads(threads):
-    """A short clean run on both paths and a PGD attack, BLAS and numba limited to ``threads``."""
+def _short_run():
+    """A short clean run on both paths and a PGD attack."""
     model = SparseCodingModel(192, 6, seed=3)
     net = TwoLayerNet.random(384, 192, threshold=Threshold(0.2), seed=4)
-    with thread_limit(threads):
-        dense, _ = train_clean(net, model, 12, 128, 0.5, path="dense", weight_decay=1e-3, eval_size=64)
-        dictionary, _ = train_clean(net, model, 12, 128, 0.5, path="dictionary", eval_size=64)
-        x, y, _ = model.sample(128, 5)
-        delta = pgd(dense, x, y, 2, 0.2, steps=3, rng=6)
+    dense, _ = train_clean(net, model, 12, 128, 0.5, path="dense", weight_decay=1e-3, eval_size=64)
+    dictionary, _ = train_clean(net, model, 12, 128, 0.5, path="dictionary", eval_size=64)
+    x, y, _ = model.sample(128, 5)
+    delta = pgd(dense, x, y, 2, 0.2, steps=3, rng=6)
     return dense.W, dictionary.W, delta
 
 
@@ -168,7 +167,7 @@ def test_results_are_deterministic_across_numba_thread_counts(monkeypatch, cross
         with threadpool_limits(limits=1):
             for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
                 numba.set_num_threads(threads)
-                runs.append(_run_with_threads(None))
+                runs.append(_short_run())
     finally:
         numba.set_num_threads(previous)
     for a, b in zip(*runs):
@@ -243,3 +242,24 @@ def test_csr_rows_times_is_the_product(rng, dtype):
     kernels.csr_rows_times(row_ptr, col, row_val, W, out)
     np.testing.assert_allclose(out, coef.astype(np.float64) @ W, rtol=1e-5, atol=1e-5)
     assert np.all(out[0] == 0)  # an example without active units has zero gradient
+
+
+def test_default_threads_honours_the_environment_and_the_affinity_mask(monkeypatch):
+    from fpsim._threads import available_cores, default_threads
+    monkeypatch.delenv("FPSIM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = available_cores()
+    assert default_threads() == cores
+    assert default_threads(workers=2) == max(cores // 2, 1)
+    assert default_threads(workers=10 * cores) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads() == 3
+    monkeypatch.setenv("FPSIM_THREADS", "5")  # fpsim's own variable wins
+    assert default_threads() == 5
+    with thread_limit(None):
+        assert numba.get_num_threads() == min(5, numba.config.NUMBA_NUM_THREADS)
+    monkeypatch.setenv("FPSIM_THREADS", "zero")
+    with pytest.raises(ValueError, match="FPSIM_THREADS"):
+        default_threads()
+    with pytest.raises(ValueError, match="workers"):
+        default_threads(workers=0)
