@@ -259,9 +259,10 @@ class TwoLayerNet:
         f : (n,) ndarray
         """
         x = self._inputs(x)
-        ws = self._workspace(x.shape[0], None)
-        self._units(x, self._bias_or(bias), ws)
-        return ws.f
+        u = x @ self._W.T  # no workspace: the backward buffers are not needed here
+        f = np.empty(x.shape[0], self.dtype)
+        kernels.soft_threshold_units(u, self._bias_or(bias), self.q, self.rho_effective, f, u)
+        return f
 
     def predict(self, x):
         """Labels :math:`\\operatorname{sign} f(x)` in {-1, +1} (ties to +1)."""
