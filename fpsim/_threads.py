@@ -12,7 +12,8 @@ So a process started with ``taskset -c 0`` uses one thread, and a sweep that
 runs ``w`` worker processes gives each ``cores // w`` threads instead of
 letting every worker start an all-core BLAS pool (which spin-waits as soon as
 the pools outnumber the cores).  The choice never reads the machine's load:
-the same command on the same machine always uses the same thread count.
+the same command on the same machine always uses the same thread count (BLAS
+results depend on it in the last bits, see below).
 ``--threads`` on the command line overrides all of this.
 
 numba kernels split their work by output row (no reduction is shared between
