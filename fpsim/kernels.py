@@ -4,7 +4,10 @@ Every kernel takes plain arrays, writes into caller-provided output buffers
 (so training loops allocate nothing per step) and is compiled once per dtype
 and cached on disk.  The two large matrix products of a dense step
 (``U = X W^T`` and ``G = C^T X``) are left to BLAS; these kernels do the
-fused element-wise work around them and the sparse products.
+fused element-wise work around them and the sparse products -- among them
+the backward products over the active units only (:func:`active_pairs`,
+:func:`csc_rows_update`, :func:`csr_rows_times`), which replace BLAS when
+few units are active, as on clean-trained networks.
 
 Notation (``docs/MODEL.md`` §3): pre-activation :math:`u_{bi} = \langle
 w_i, x_b\rangle`, bias :math:`b_i`, activation :math:`\phi` (ReLU, or the
