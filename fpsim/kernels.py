@@ -4,7 +4,10 @@ Every kernel takes plain arrays, writes into caller-provided output buffers
 (so training loops allocate nothing per step) and is compiled once per dtype
 and cached on disk.  The two large matrix products of a dense step
 (``U = X W^T`` and ``G = C^T X``) are left to BLAS; these kernels do the
-fused element-wise work around them and the sparse products.
+fused element-wise work around them and the sparse products -- among them
+the backward products over the active units only (:func:`active_pairs`,
+:func:`csc_rows_update`, :func:`csr_rows_times`), which replace BLAS when
+few units are active, as on clean-trained networks.
 
 Notation (``docs/MODEL.md`` §3): pre-activation :math:`u_{bi} = \langle
 w_i, x_b\rangle`, bias :math:`b_i`, activation :math:`\phi` (ReLU, or the
@@ -93,6 +96,146 @@ def logistic_loss_coefficients(f, y, slope):
         for i in range(m):
             slope[b, i] *= g
     return loss
+
+
+# --- activation-sparse backward (issue #12) ---
+
+
+@numba.njit(cache=True)
+def active_pairs(coef, capacity, row_ptr, col, row_val, col_ptr, row, col_val):
+    r"""The non-zero coefficients of ``coef`` as CSR and CSC lists, or ``-1`` if more than ``capacity``.
+
+    .. math::
+
+        \mathcal A = \{(b, i) : C_{bi} \ne 0\}, \qquad
+        C_{bi} = \frac{\partial \ell_b}{\partial u_{bi}}
+               = -y_b\,\sigma(-y_b f_b)\, s'(u_{bi})
+
+    A unit contributes to either backward product only where it is active
+    (:math:`s'(u_{bi}) \ne 0`, i.e. :math:`|u_{bi}| > b_i`), so both products
+    need only the pairs :math:`\mathcal A`.  One row-major scan writes the CSR
+    lists (row ``b``: positions ``row_ptr[b]:row_ptr[b+1]`` of ``col``,
+    ``row_val``, units increasing); a counting sort of them writes the CSC lists
+    (unit ``i``: positions ``col_ptr[i]:col_ptr[i+1]`` of ``row``, ``col_val``,
+    examples increasing).  The scan stops and returns ``-1`` as soon as the
+    count exceeds ``capacity``, or after 8 or more rows once the rows so far
+    hold more than twice their share of it (so a dense batch costs a few rows
+    of scanning): the caller then uses the dense products.
+
+    Parameters
+    ----------
+    coef : (n, m) array
+        :math:`C`.
+    capacity : int
+        Length of ``col``, ``row_val``, ``row``, ``col_val``.
+    row_ptr : (n + 1,) int64 array, written
+    col : (capacity,) int32 array, written
+    row_val : (capacity,) array of ``coef``'s dtype, written
+    col_ptr : (m + 1,) int64 array, written
+    row : (capacity,) int32 array, written
+    col_val : (capacity,) array of ``coef``'s dtype, written
+
+    Returns
+    -------
+    nnz : int
+        :math:`|\mathcal A|`, or ``-1`` if it exceeds ``capacity`` (lists then undefined).
+    """
+    n, m = coef.shape
+    for i in range(m + 1):
+        col_ptr[i] = 0
+    nnz = 0
+    row_ptr[0] = 0
+    for b in range(n):
+        for i in range(m):
+            v = coef[b, i]
+            if v != 0.0:
+                if nnz == capacity:
+                    return -1
+                col[nnz] = i
+                row_val[nnz] = v
+                nnz += 1
+                col_ptr[i + 1] += 1
+        row_ptr[b + 1] = nnz
+        if b >= 7 and nnz * n > 2 * capacity * (b + 1):  # clearly dense already: stop early
+            return -1
+    for i in range(m):  # counts -> starts
+        col_ptr[i + 1] += col_ptr[i]
+    for b in range(n):  # scatter in example order; col_ptr[i] runs from the start to the end of unit i
+        for p in range(row_ptr[b], row_ptr[b + 1]):
+            i = col[p]
+            q = col_ptr[i]
+            row[q] = b
+            col_val[q] = row_val[p]
+            col_ptr[i] = q + 1
+    for i in range(m, 0, -1):  # ends -> starts again
+        col_ptr[i] = col_ptr[i - 1]
+    col_ptr[0] = 0
+    return nnz
+
+
+@numba.njit(cache=True, parallel=True)
+def csc_rows_update(col_ptr, row, col_val, x, alpha, beta, out):
+    r"""Weight-gradient product over the active pairs, written into ``out`` row by row.
+
+    .. math::
+
+        \text{out}_i \leftarrow \beta\, \text{out}_i
+            + \alpha \sum_{b : (b, i) \in \mathcal A} C_{bi}\, x_b
+        \qquad (\text{all } i = 1..m)
+
+    With ``out = W``, :math:`\alpha = -\eta/B`, :math:`\beta = 1 - \eta\lambda`
+    it is the SGD step :math:`W \leftarrow (1-\eta\lambda) W - \frac\eta B C^\top X`;
+    with :math:`\beta = 0` (``out`` overwritten, not scaled) and
+    :math:`\alpha = 1/B` the gradient :math:`\frac1B C^\top X`.  Cost
+    :math:`\propto |\mathcal A|\, d` instead of :math:`B m d`.  Units run in
+    parallel; each row of ``out`` is summed by one thread in example order, so
+    the result does not depend on the thread count.
+
+    Parameters
+    ----------
+    col_ptr, row, col_val
+        CSC lists of :math:`C` (:func:`active_pairs`).
+    x : (n, d) array
+    alpha, beta : scalars in the dtype of ``out``
+    out : (m, d) array, updated in place
+    """
+    m, d = out.shape
+    for i in numba.prange(m):
+        if beta == 0.0:
+            for c in range(d):
+                out[i, c] = 0.0
+        elif beta != 1.0:
+            for c in range(d):
+                out[i, c] *= beta
+        for p in range(col_ptr[i], col_ptr[i + 1]):
+            w = alpha * col_val[p]
+            b = row[p]
+            for c in range(d):
+                out[i, c] += w * x[b, c]
+
+
+@numba.njit(cache=True, parallel=True)
+def csr_rows_times(row_ptr, col, row_val, rows, out):
+    r"""Input-gradient product over the active pairs, one example per row.
+
+    .. math::
+
+        \text{out}_b = \sum_{i : (b, i) \in \mathcal A} C_{bi}\, \text{rows}_i
+
+    With ``rows = W`` this is :math:`C W`, the input gradients
+    :math:`\partial\ell_b/\partial x_b` of PGD and FGM.  Cost
+    :math:`\propto |\mathcal A|\, d` instead of :math:`B m d`.  Examples run in
+    parallel; each row of ``out`` is summed by one thread in unit order.
+    """
+    n, d = out.shape
+    for b in numba.prange(n):
+        for c in range(d):
+            out[b, c] = 0.0
+        for p in range(row_ptr[b], row_ptr[b + 1]):
+            v = row_val[p]
+            i = col[p]
+            for c in range(d):
+                out[b, c] += v * rows[i, c]
 
 
 @numba.njit(cache=True)

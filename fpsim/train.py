@@ -25,7 +25,6 @@ import sys
 import time
 
 import numpy as np
-import scipy.linalg
 
 from . import kernels
 from ._io import atomic_savez
@@ -39,13 +38,14 @@ PATHS = ("auto", "dense", "dictionary")
 
 
 class DenseStep:
-    r"""SGD step on inputs ``x``: ``U = X W^T`` by BLAS, the element-wise work fused, then one BLAS update.
+    r"""SGD step on inputs ``x``: ``U = X W^T`` by BLAS, the element-wise work fused, then the update.
 
     The update :math:`W \leftarrow (1 - \eta\lambda) W - \frac{\eta}{B} C^\top X`
-    (:math:`C_{bi} = \partial\ell_b/\partial u_{bi}`) is a single ``gemm`` with
-    :math:`\alpha = -\eta/B`, :math:`\beta = 1 - \eta\lambda` writing into ``W``
-    (through its transpose, a Fortran-ordered view): no gradient buffer, no
-    extra passes over the ``(m, d)`` weights.
+    (:math:`C_{bi} = \partial\ell_b/\partial u_{bi}`) is
+    :meth:`TwoLayerNet.sgd_step <fpsim.network.TwoLayerNet.sgd_step>`: over the
+    active pairs when few units are active (clean-trained nets), else a single
+    ``gemm`` writing into ``W``; no gradient buffer, no extra passes over the
+    ``(m, d)`` weights.
     """
 
     needs_inputs = True
@@ -53,19 +53,10 @@ class DenseStep:
     def __init__(self, net, batch):
         self.net = net
         self.ws = Workspace(batch, net.m, net.d, net.dtype)
-        self.gemm, = scipy.linalg.get_blas_funcs(("gemm",), (net.W,))
 
     def step(self, x, y, z, lr, weight_decay):
         """One SGD step; returns the batch's mean loss (before the step)."""
-        net, n = self.net, len(y)
-        x = net._inputs(x)
-        loss = net._coefficients(x, y.astype(net.dtype), net.bias(), self.ws) / n
-        if weight_decay > 0:
-            loss += 0.5 * weight_decay * float(np.vdot(net.W, net.W))
-        # W^T <- beta W^T + alpha X^T C, in place: W^T is F-contiguous, X^T and C^T too (no copies)
-        self.gemm(-lr / n, x.T, self.ws.u.T, beta=1.0 - lr * weight_decay, c=net._W.T, trans_b=1,
-                  overwrite_c=1)
-        return loss
+        return self.net.sgd_step(x, y, lr, weight_decay, workspace=self.ws)
 
     def weights(self):
         return self.net.W
