@@ -97,7 +97,8 @@ class Config:
         check_float("k", self.k, 1, self.d, closed=(True, False))
         check_pair("magnitude", self.magnitude, 0.0)
         check_pair("teacher", self.teacher, 0.0)
-        for name in ("dictionary", "threshold_kind", "activation", "dtype", "attack", "norm", "fgm_check"):
+        for name in ("dictionary", "threshold_kind", "activation", "dtype", "attack", "norm",
+                     "fgm_check"):
             check_choice(name, getattr(self, name), self.__dataclass_fields__[name].metadata["choices"])
         for name in ("noise", "margin", "threshold", "weight_decay", "tau", "sigma0", "adv_lr"):
             check_float(name, getattr(self, name), 0)

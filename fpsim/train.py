@@ -188,7 +188,10 @@ class LowRankStep:
         self.ws = Workspace(batch, net.m, net.d, net.dtype)
 
     def full_gradient(self, x, y, weight_decay):
-        r"""Loss and :math:`G = \partial L/\partial W'` ``(m, d)`` at the current :math:`W'` (a work buffer)."""
+        r"""Loss and :math:`G = \partial L/\partial W'` ``(m, d)`` at the current :math:`W'`.
+
+        ``G`` is a work buffer, overwritten by the next call.
+        """
         net, n = self.net, len(y)
         x = net._inputs(x)
         ws = self.ws if n == self.ws.u.shape[0] else Workspace(n, net.m, net.d, net.dtype)

@@ -1,7 +1,8 @@
 """C3 with FGM: one-step FGM adversarial training from the clean weights is robust too (certified)."""
 
 ID = "C3-FGM"
-STATEMENT = "adversarial training with one-step FGM (same tau, steps): robust accuracy > 99 % against any perturbation"
+STATEMENT = ("adversarial training with one-step FGM (same tau, steps): robust accuracy > 99 % "
+             "against any perturbation")
 CRITERION = "FGM-trained net: certified robust accuracy (lower end) > 0.99"
 
 
