@@ -75,7 +75,8 @@ class Config:
                               "from the clean W (C7), comma-separated, each in [1, min(m, d)]; "
                               "'none' skips them (presets: paper 1,2,4,8; quick 4)")
     fgm_check: str = _opt("off", "extra FGM adversarial run from the clean weights, same tau and steps "
-                          "(the C3-FGM row; reuses the main run when attack is fgm; presets: on)", choices=("on", "off"))
+                          "(the C3-FGM row; reuses the main run when attack is fgm; presets: on)",
+                          choices=("on", "off"))
     # evaluation (MODEL.md §5-§7)
     eval_size: int = _opt(2000, "held-out samples for the final evaluation")
     robust_eval_size: int = _opt(500, "held-out samples for robust accuracy (attacks, certificates)")
