@@ -5,6 +5,13 @@ Run from the repository root::
     python benchmarks/run.py            # full: two sizes, scaling table, certificate at both sizes
     python benchmarks/run.py --quick    # < 1 minute: fewer repeats, no scaling, small certificate only
     python benchmarks/run.py --threads 2
+    python benchmarks/run.py --only trained --quick   # issue #12's trained-net tables only
+
+Trained nets (issue #12): the step, FGM, a 10-step PGD and the adversarial
+step (5-step PGD + SGD step) on clean-trained(-like) nets at d=400/m=800,
+d=1000/m=4000 and d=2000/m=4000, by fpsim (backward over the active pairs when
+few units are active), by fpsim's own dense path, by NumPy and by torch, and
+as a fraction of the time of the same products at full density (sgemm).
 
 Every operation is timed three ways in one process, interleaved round by round
 (so background load hits them alike) and reported as the minimum over rounds:
@@ -39,6 +46,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import fpsim  # noqa: E402
+import fpsim.network  # noqa: E402
 from fpsim.train import DenseStep, DictionaryStep  # noqa: E402
 
 try:
@@ -371,6 +379,232 @@ def scaling(rounds, base=(500, 2000, 128)):
     return "\n".join(lines)
 
 
+# --- issue #12: trained nets, activation-sparse backward ---------------------------------
+
+TRAINED_SIZES = {"small": dict(d=400, m=800), "d=1000": dict(d=1000, m=4000), "d=2000": dict(d=2000, m=4000)}
+TRAINED_K, TRAINED_THETA, TRAINED_BATCH, ADV_PGD_STEPS = 16, 0.15, 256, 5
+CROSSOVER_FRACTIONS = (0.01, 0.03, 0.1, 0.2, 0.3)
+
+
+def clean_trained_like(d, m, seed=0):
+    r"""A net with the activation pattern of clean training, and how it was made.
+
+    At the small size (``d <= 400``): real clean training, 1000 SGD steps of the
+    ``quick`` preset's clean phase (``k = 16``, relative threshold ``θ = 0.15``,
+    ``η = 1``, ``B = 256``, dictionary stepper).  At the large sizes, where SGD
+    would take long on a shared machine: a synthetic construction with the same
+    pattern, one atom per unit plus a small dense mixture,
+
+    .. math::  w_i = \pm M_{:, i \bmod d} + 0.02\, g_i / \sqrt d,\quad g_i \sim \mathcal N(0, I_d),
+
+    so unit :math:`i` is active (:math:`|\langle w_i, x\rangle| > θ\|w_i\|`)
+    essentially when its atom is in :math:`x`: an active fraction of about
+    :math:`k/d`, as after clean training (the small trained net measures
+    ≈ k/d as well; both are printed).
+    """
+    model = fpsim.SparseCodingModel(d, TRAINED_K, magnitude=(1.0, 1.2), seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    if d <= 400:
+        net = fpsim.TwoLayerNet.random(m, d, threshold=TRAINED_THETA, seed=seed + 1)
+        net, _ = fpsim.train_clean(net, model, 1000, TRAINED_BATCH, 1.0, weight_decay=1e-4, eval_size=200,
+                                   record_every=1000)
+        how = "clean-trained (1000 SGD steps, quick preset's clean phase)"
+    else:
+        signs = rng.choice([-1.0, 1.0], m)[:, None]
+        W = signs * model.dictionary.T[np.arange(m) % d] + 0.02 * rng.standard_normal((m, d)) / np.sqrt(d)
+        net = fpsim.TwoLayerNet(W.astype(np.float32), threshold=TRAINED_THETA)
+        how = "synthetic clean-trained-like (one atom per unit + 0.02 dense mixture)"
+    return model, net, how
+
+
+class _Dense:
+    """Context: the network's backward products by dense BLAS only (fpsim's own dense path)."""
+
+    def __enter__(self):
+        self.saved, fpsim.network.SPARSE_CROSSOVER = fpsim.network.SPARSE_CROSSOVER, 0.0
+
+    def __exit__(self, *exc):
+        fpsim.network.SPARSE_CROSSOVER = self.saved
+
+
+def numpy_fgm(W, x, y, theta, tau):
+    r""":math:`\ell_2` FGM: :math:`\delta = \tau g/\|g\|`, :math:`g = C W`."""
+    _, _, coef = numpy_coefficients(W, x, y, theta)
+    grad = coef @ W
+    return tau * grad / np.maximum(np.linalg.norm(grad, axis=1, keepdims=True), 1e-30)
+
+
+def torch_fgm(W, x, y, theta, tau):
+    """The same FGM, the input gradient by autograd."""
+    x_adv = x.clone().requires_grad_(True)
+    grad, = torch.autograd.grad(torch.nn.functional.softplus(-y * torch_units(W, x_adv, theta)).sum(), x_adv)
+    return tau * grad / grad.norm(dim=1, keepdim=True).clamp_min(1e-30)
+
+
+def trained_operations(net, x, y, z, tau, rng, batch):
+    """``{operation: {implementation: callable}}`` on one net: fpsim (auto path), fpsim dense, NumPy, torch."""
+    theta = net.threshold.end
+    yf = y.astype(np.float32)
+    auto_step = DenseStep(net.copy(), batch)
+    with _Dense():
+        dense_step = DenseStep(net.copy(), batch)
+    W_np = net.W.copy()
+
+    def dense(fn):
+        def run():
+            with _Dense():
+                return fn()
+        return run
+
+    def adversarial(stepper):
+        def run():
+            x_adv = x + fpsim.pgd(stepper.net, x, y, 2, tau, steps=ADV_PGD_STEPS, rng=rng)
+            return stepper.step(x_adv, y, z, LR, 0.0)
+        return run
+
+    ops = {
+        "SGD step": {"fpsim": lambda: auto_step.step(x, y, z, LR, 0.0),
+                     "fpsim dense": lambda: dense_step.step(x, y, z, LR, 0.0),
+                     "NumPy": lambda: numpy_dense_step(W_np, x, yf, theta, LR)},
+        "FGM-l2": {"fpsim": lambda: fpsim.fgm(net, x, y, 2, tau),
+                   "fpsim dense": dense(lambda: fpsim.fgm(net, x, y, 2, tau)),
+                   "NumPy": lambda: numpy_fgm(net.W, x, yf, theta, tau)},
+        "PGD-l2, %d steps" % PGD_STEPS: {
+            "fpsim": lambda: fpsim.pgd(net, x, y, 2, tau, steps=PGD_STEPS, rng=rng),
+            "fpsim dense": dense(lambda: fpsim.pgd(net, x, y, 2, tau, steps=PGD_STEPS, rng=rng)),
+            "NumPy": lambda: numpy_pgd(net.W, x, yf, theta, tau, PGD_STEPS, rng)},
+        "adversarial step (PGD-%d + SGD step)" % ADV_PGD_STEPS: {
+            "fpsim": adversarial(auto_step), "fpsim dense": dense(adversarial(dense_step)),
+            "NumPy": lambda: numpy_dense_step(W_np, x + numpy_pgd(W_np, x, yf, theta, tau, ADV_PGD_STEPS, rng),
+                                              yf, theta, LR)},
+    }
+    W32 = net.W
+    u = np.empty((batch, net.m), np.float32)
+    coef = np.random.default_rng(0).standard_normal((batch, net.m), dtype=np.float32)
+    grad_w, grad_x = np.empty_like(W32), np.empty_like(x)
+
+    def forward_backward_x():
+        np.matmul(x, W32.T, out=u)
+        np.matmul(coef, W32, out=grad_x)
+
+    def forward_backward_w():
+        np.matmul(x, W32.T, out=u)
+        np.matmul(coef.T, x, out=grad_w)
+
+    # the dense sgemm-equivalent: the same products at full density, as many as the operation makes
+    ops["SGD step"]["sgemm"] = forward_backward_w
+    ops["FGM-l2"]["sgemm"] = forward_backward_x
+    ops["PGD-l2, %d steps" % PGD_STEPS]["sgemm"] = lambda: [forward_backward_x() for _ in range(PGD_STEPS)]
+    ops["adversarial step (PGD-%d + SGD step)" % ADV_PGD_STEPS]["sgemm"] = lambda: (
+        [forward_backward_x() for _ in range(ADV_PGD_STEPS)], forward_backward_w())
+    if torch is not None:
+        W_t = torch.from_numpy(net.W.copy()).requires_grad_(True)
+        W_fixed = torch.from_numpy(net.W.copy())
+        x_t, y_t = torch.from_numpy(x), torch.from_numpy(yf)
+
+        def torch_adversarial():
+            x_adv = torch_pgd(W_fixed, x_t, y_t, theta, tau, ADV_PGD_STEPS)
+            return torch_dense_step(W_t, x_t + x_adv, y_t, theta, LR)
+
+        ops["SGD step"]["torch"] = lambda: torch_dense_step(W_t, x_t, y_t, theta, LR)
+        ops["FGM-l2"]["torch"] = lambda: torch_fgm(W_fixed, x_t, y_t, theta, tau)
+        ops["PGD-l2, %d steps" % PGD_STEPS]["torch"] = lambda: torch_pgd(W_fixed, x_t, y_t, theta, tau, PGD_STEPS)
+        ops["adversarial step (PGD-%d + SGD step)" % ADV_PGD_STEPS]["torch"] = torch_adversarial
+    return ops
+
+
+def active_fraction(net, x, y):
+    """Fraction of (example, unit) pairs with a non-zero loss coefficient (active units)."""
+    ws = fpsim.network.Workspace(len(y), net.m, net.d, net.dtype)
+    net.input_grad(x, y, workspace=ws)
+    return ws.active_fraction
+
+
+def bench_trained(rounds, quick):
+    """Rows of the trained-net table: per size, a clean-trained(-like) net and the same net at initialisation."""
+    rows = []
+    for name, size in TRAINED_SIZES.items():
+        d, m = size["d"], size["m"]
+        model, trained, how = clean_trained_like(d, m)
+        x, y, z = model.sample(TRAINED_BATCH, 2)
+        tau = 0.5 / np.sqrt(TRAINED_K)
+        init = fpsim.TwoLayerNet.random(m, d, threshold=0.0, seed=1)  # theta = 0: start of a threshold ramp
+        for state, net, source in (("trained", trained, how), ("init", init, "random init, θ = 0 (dense)")):
+            ops = trained_operations(net, x, y, z, tau, np.random.default_rng(3), TRAINED_BATCH)
+            if state == "init" or quick and d > 1000:  # the operations of the targets only
+                ops = {op: impls for op, impls in ops.items() if op.startswith(("SGD", "adversarial"))}
+            if state == "init":  # at init: what the no-slowdown target needs
+                ops = {op: {k: v for k, v in impls.items() if k in ("fpsim", "fpsim dense")}
+                       for op, impls in ops.items()}
+            fraction = active_fraction(net, x, y)
+            for op, impls in ops.items():
+                times = interleaved_min(impls, rounds)
+                rows.append(dict(size=f"{name} (d={d} m={m} B={TRAINED_BATCH} k={TRAINED_K})", state=state,
+                                 source=source, fraction=fraction, op=op, times=times))
+            print(f"# {name} {state}: {source}, active fraction {100 * fraction:.2f} %", flush=True)
+    return rows
+
+
+def format_trained(rows):
+    """Markdown table of the trained-net timings and ratios."""
+    head = ("| size | net | active % | operation | fpsim ms | fpsim dense ms | NumPy ms | torch ms "
+            "| dense / fpsim | NumPy / fpsim | torch / fpsim | fpsim / sgemm-equivalent |")
+    lines = [head, "|---" * (head.count("|") - 1) + "|"]
+    for r in rows:
+        t = r["times"]
+        fp = t["fpsim"]
+        sg = t.get("sgemm")
+        lines.append("| " + " | ".join([
+            r["size"], r["state"], f"{100 * r['fraction']:.2f}", r["op"], f"{fp:.2f}", _ms(t.get("fpsim dense")),
+            _ms(t.get("NumPy")), _ms(t.get("torch")), _ratio(t.get("fpsim dense"), fp), _ratio(t.get("NumPy"), fp),
+            _ratio(t.get("torch"), fp), "n/a" if sg is None else f"{100 * fp / sg:.0f} %"]) + " |")
+    return "\n".join(lines)
+
+
+def trained_targets(rows):
+    """Issue #12's targets: ``(name, measured, goal met or None if not measurable)``."""
+    out = []
+    for r in rows:
+        t, large = r["times"], r["size"].startswith("d=")
+        if r["op"].startswith("adversarial") and r["state"] == "trained" and large:
+            ratio = t["fpsim dense"] / t["fpsim"]
+            out.append((f"{r['size']}: adversarial step >= 1.6x fpsim's dense path", f"{ratio:.2f}x", ratio >= 1.6))
+            if "torch" in t:
+                ratio = t["torch"] / t["fpsim"]
+                out.append((f"{r['size']}: adversarial step >= 1.8x PyTorch-CPU", f"{ratio:.2f}x", ratio >= 1.8))
+            else:
+                out.append((f"{r['size']}: adversarial step >= 1.8x PyTorch-CPU", "torch not importable", None))
+        if r["state"] == "init":
+            slowdown = t["fpsim"] / t["fpsim dense"] - 1
+            out.append((f"{r['size']}: {r['op']} at initialisation no slower than dense (<= 5 %)",
+                        f"{100 * slowdown:+.1f} %", slowdown <= 0.05))
+    return out
+
+
+def crossover(rounds, d=1000, m=4000, batch=TRAINED_BATCH):
+    """Backward products ``C^T X`` and ``C W`` by BLAS and over the active pairs, at synthetic active fractions."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, d), dtype=np.float32)
+    W = rng.standard_normal((m, d), dtype=np.float32)
+    grad_w, grad_x = np.empty_like(W), np.empty_like(x)
+    lines = ["| active % | Cᵀx BLAS ms | Cᵀx pairs ms | CW BLAS ms | CW pairs ms | find pairs ms |",
+             "|---|---|---|---|---|---|"]
+    for fraction in CROSSOVER_FRACTIONS:
+        ws = fpsim.network.Workspace(batch, m, d, np.float32, crossover=1.0)
+        ws.u[...] = rng.standard_normal((batch, m)) * (rng.random((batch, m)) < fraction)
+        ws.find_active()
+        one, zero = np.float32(1.0), np.float32(0.0)
+        t = interleaved_min({
+            "ctx": lambda: np.matmul(ws.u.T, x, out=grad_w),
+            "ctx_pairs": lambda: fpsim.kernels.csc_rows_update(ws.col_ptr, ws.row, ws.col_val, x, one, zero, grad_w),
+            "cw": lambda: np.matmul(ws.u, W, out=grad_x),
+            "cw_pairs": lambda: fpsim.kernels.csr_rows_times(ws.row_ptr, ws.col, ws.row_val, W, grad_x),
+            "find": ws.find_active}, rounds)
+        lines.append(f"| {100 * fraction:g} | {t['ctx']:.2f} | {t['ctx_pairs']:.2f} | {t['cw']:.2f} "
+                     f"| {t['cw_pairs']:.2f} | {t['find']:.2f} |")
+    return "\n".join(lines)
+
+
 def machine():
     """One line naming the CPU, the core count, the load and the library versions."""
     model = platform.processor() or platform.machine()
@@ -390,6 +624,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="fewer rounds, no scaling table (< 1 minute)")
     parser.add_argument("--threads", type=int, default=1, help="threads for BLAS, numba and torch (default 1)")
     parser.add_argument("--rounds", type=int, help="timing rounds (default 3 quick, 7 full)")
+    parser.add_argument("--only", choices=("all", "dense", "trained"), default="all",
+                        help="tables to print: the issue-#5 dense tables, the issue-#12 trained-net tables, or both")
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 7)
 
@@ -402,6 +638,20 @@ def main(argv=None):
         print(f"# {machine()}; {args.threads} thread(s), min of {rounds} rounds")
         if torch is None:
             print("# torch is not importable: the torch column is skipped")
+        if args.only != "dense":
+            print("\n## Trained nets: activation-sparse backward (issue #12)\n")
+            trained = bench_trained(rounds, args.quick)
+            print()
+            print(format_trained(trained))
+            print()
+            for label, value, met in trained_targets(trained):
+                print(f"- [{'x' if met else ' ' if met is not None else '?'}] {label}: {value}")
+            print("\nBackward products at synthetic active fractions (d=1000, m=4000, B=256):\n")
+            print(crossover(rounds))
+        if args.only == "trained":
+            print(f"\n# load average at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
+            return
+        print("\n## Dense tables (issue #5)\n")
         rows = []
         for name in ("small", "large"):
             p = Problem(**SIZES[name])

@@ -4,7 +4,7 @@ A sample is drawn as
 
 .. math::
 
-    z_j \ne 0 \text{ w.p. } k/d, \quad z_j = \pm \min(U/\sqrt{k}, 1),\ U \sim \mathcal U[a, b];
+    z_j \ne 0 \text{ w.p. } k/d \text{ (or on exactly } k \text{ coordinates)}, \quad z_j = \pm \min(U/\sqrt{k}, 1),\ U \sim \mathcal U[a, b];
     \qquad y = \operatorname{sign}\langle w^*, z\rangle;
     \qquad x = M z + \xi,\ \xi \sim \mathcal N(0, \sigma_\xi^2 I / d),
 
@@ -20,6 +20,8 @@ from ._validation import (check_choice, check_dtype, check_float, check_int, che
                           check_random_state, stream)
 
 DICTIONARIES = ("identity", "random", "hadamard")
+#: Laws of the code's support: independent coordinates, or exactly ``k`` of them.
+SUPPORTS = ("bernoulli", "exact")
 
 #: Rejection rounds allowed before a label margin is declared unreachable.
 _MAX_REJECTION_ROUNDS = 1000
@@ -68,6 +70,11 @@ class SparseCodingModel:
     margin : float, default 0.0
         Label margin :math:`\gamma \ge 0`: codes with
         :math:`|\langle w^*, z\rangle| < \gamma` are redrawn.
+    support : {"bernoulli", "exact"}, default "bernoulli"
+        ``bernoulli``: each coordinate is non-zero independently with
+        probability :math:`k/d`; ``exact``: exactly ``k`` coordinates, uniformly
+        chosen (``k`` must be an integer), which removes the spread of the
+        support size from the robust-accuracy curves.
     seed : int, default 0
         Seeds the dictionary and the teacher (not the samples).
     dtype : {float32, float64}, default float32
@@ -84,13 +91,16 @@ class SparseCodingModel:
     """
 
     def __init__(self, d, k, dictionary="random", noise=0.0, magnitude=(1.0, 2.0),
-                 teacher=(0.5, 1.0), margin=0.0, seed=0, dtype=np.float32):
+                 teacher=(0.5, 1.0), margin=0.0, support="bernoulli", seed=0, dtype=np.float32):
         self.d = check_int("d", d, 2)
         self.k = check_float("k", k, 1, self.d, closed=(True, False))
         self.noise = check_float("noise", noise, 0)
         self.magnitude = check_pair("magnitude", magnitude, 0.0)
         self.teacher = check_pair("teacher", teacher, 0.0)
         self.margin = check_float("margin", margin, 0)
+        self.support = check_choice("support", support, SUPPORTS)
+        if self.support == "exact" and self.k != int(self.k):
+            raise ValueError(f"support='exact' needs an integer k, got k={self.k:g}")
         self.seed = check_int("seed", seed, 0)
         self.dtype = check_dtype("dtype", dtype)
         self.dictionary_kind = check_choice("dictionary", dictionary, DICTIONARIES)
@@ -105,7 +115,7 @@ class SparseCodingModel:
     def __repr__(self):
         return (f"SparseCodingModel(d={self.d}, k={self.k:g}, dictionary={self.dictionary_kind!r}, "
                 f"noise={self.noise:g}, magnitude={self.magnitude}, margin={self.margin:g}, "
-                f"seed={self.seed})")
+                f"support={self.support!r}, seed={self.seed})")
 
     def sample_codes(self, n, rng=None):
         r"""Draw ``n`` codes and their labels.
@@ -140,7 +150,10 @@ class SparseCodingModel:
                          f"{n} of the codes drawn in {_MAX_REJECTION_ROUNDS} rounds reached it")
 
     def _draw_codes(self, n, rng):
-        counts = rng.binomial(self.d, self.k / self.d, size=n)
+        if self.support == "exact":
+            counts = np.full(n, int(self.k), dtype=np.int64)
+        else:
+            counts = rng.binomial(self.d, self.k / self.d, size=n)
         total = int(counts.sum())
         uniforms = rng.random(total)
         signs = rng.integers(0, 2, size=total) * 2.0 - 1.0

@@ -23,7 +23,7 @@ from . import __version__
 from ._io import atomic_savez, atomic_write_json
 from ._validation import (check_choice, check_dtype, check_float, check_int, check_norm, check_pair,
                           stream)
-from .data import DICTIONARIES, SparseCodingModel
+from .data import DICTIONARIES, SUPPORTS, SparseCodingModel
 from . import baselines, metrics, plots
 from .attacks import dense_direction
 from .certify import critical_radius, robust_accuracy, robust_curve
@@ -47,6 +47,8 @@ class Config:
     magnitude: tuple = _opt((1.0, 2.0), "range [a, b] of U; non-zero |z_j| = min(U/sqrt(k), 1)")
     teacher: tuple = _opt((0.5, 1.0), "range of |w*_j| (signs uniform)")
     margin: float = _opt(0.0, "label margin gamma >= 0: codes with |<w*, z>| < gamma are redrawn")
+    support: str = _opt("bernoulli", "support law of the code: bernoulli (k/d each) or exact (k integer)",
+                        choices=SUPPORTS)
     # network (MODEL.md §3)
     m: int = _opt(200, "number of neurons m")
     sigma0: float = _opt(0.0, "initial weight scale sigma_0 (0 means 1/d)")
@@ -71,6 +73,12 @@ class Config:
     norm: str = _opt("2", "perturbation norm", choices=("2", "inf"))
     tau: float = _opt(0.25, "perturbation radius tau")
     attack_steps: int = _opt(5, "PGD steps during adversarial training")
+    lowrank_ranks: str = _opt("none", "ranks r of the extra low-rank adversarial runs W' = W + U V^T "
+                              "from the clean W (C7), comma-separated, each in [1, min(m, d)]; "
+                              "'none' skips them (presets: paper 1,2,4,8; quick 4)")
+    fgm_check: str = _opt("off", "extra FGM adversarial run from the clean weights, same tau and steps "
+                          "(the C3-FGM row; reuses the main run when attack is fgm; presets: on)",
+                          choices=("on", "off"))
     # evaluation (MODEL.md §5-§7)
     eval_size: int = _opt(2000, "held-out samples for the final evaluation")
     robust_eval_size: int = _opt(500, "held-out samples for robust accuracy (attacks, certificates)")
@@ -92,7 +100,8 @@ class Config:
         check_float("k", self.k, 1, self.d, closed=(True, False))
         check_pair("magnitude", self.magnitude, 0.0)
         check_pair("teacher", self.teacher, 0.0)
-        for name in ("dictionary", "threshold_kind", "activation", "dtype", "attack", "norm"):
+        for name in ("dictionary", "support", "threshold_kind", "activation", "dtype", "attack", "norm",
+                     "fgm_check"):
             check_choice(name, getattr(self, name), self.__dataclass_fields__[name].metadata["choices"])
         for name in ("noise", "margin", "threshold", "weight_decay", "tau", "sigma0", "adv_lr"):
             check_float(name, getattr(self, name), 0)
@@ -110,8 +119,28 @@ class Config:
         if self.robust_eval_size > self.eval_size:
             raise ValueError(f"robust_eval_size must lie in [1, eval_size={self.eval_size}], "
                              f"got {self.robust_eval_size}")
+        if self.support == "exact" and self.k != int(self.k):
+            raise ValueError(f"support='exact' needs an integer k, got k={self.k:g}")
         check_dtype("dtype", self.dtype)
         check_norm(self.norm)
+        self.ranks()
+
+    def ranks(self):
+        """The ranks of ``lowrank_ranks`` as a tuple of ints (empty for ``'none'``), validated."""
+        text = self.lowrank_ranks.strip().lower() if isinstance(self.lowrank_ranks, str) else None
+        if text is None:
+            raise TypeError(f"lowrank_ranks must be a string such as '1,2,4,8', got {self.lowrank_ranks!r}")
+        if text in ("", "none"):
+            return ()
+        high = min(self.m, self.d)
+        try:
+            ranks = tuple(int(part) for part in text.split(","))
+        except ValueError:
+            ranks = ()
+        if not ranks or any(not 1 <= r <= high for r in ranks) or len(set(ranks)) != len(ranks):
+            raise ValueError(f"lowrank_ranks must be 'none' or distinct comma-separated integers in "
+                             f"[1, min(m, d)={high}], got {self.lowrank_ranks!r}")
+        return ranks
 
     def replace(self, **changes):
         """Copy with some fields changed (validated)."""
@@ -128,14 +157,15 @@ class Config:
 
 #: Built-in presets: changes to the :class:`Config` defaults.  See ``docs/presets.md``.
 _SHARED = dict(d=400, k=16, m=800, magnitude=(1.0, 1.2), margin=1.25, threshold=0.15, batch=256,
-               lr=1.0, adv_lr=3.0, attack="pgd", norm="2", tau=0.1, attack_steps=5)
+               lr=1.0, adv_lr=3.0, attack="pgd", norm="2", tau=0.1, attack_steps=5, fgm_check="on")
 PRESETS = {
     # first contact and CI: every phase, about a minute; claims may fail here and say so
+    # (one low-rank run, r = 4: a rank-4 update contains every rank <= 4 one; C7 asks for some r <= 4)
     "quick": dict(_SHARED, clean_steps=1000, adv_steps=700, weight_decay=1e-4, eval_size=1000,
-                  robust_eval_size=500, baseline_steps=200),
+                  robust_eval_size=500, baseline_steps=200, lowrank_ranks="4"),
     # the regime of docs/presets.md: C3 certified at tau = 0.4/sqrt(k), under 10 minutes on 2 cores
     "paper": dict(_SHARED, clean_steps=3000, adv_steps=1500, weight_decay=3e-4, eval_size=2000,
-                  robust_eval_size=2000, baseline_steps=1000),
+                  robust_eval_size=2000, baseline_steps=1000, lowrank_ranks="1,2,4,8"),
 }
 DEFAULT_PRESET = "quick"
 
@@ -150,7 +180,8 @@ def build(config):
     """The data model and the initial network of a config."""
     model = SparseCodingModel(config.d, config.k, dictionary=config.dictionary, noise=config.noise,
                               magnitude=config.magnitude, teacher=config.teacher,
-                              margin=config.margin, seed=config.seed, dtype=config.dtype)
+                              margin=config.margin, support=config.support, seed=config.seed,
+                              dtype=config.dtype)
     end = None if config.threshold_end == -1.0 else config.threshold_end
     threshold = Threshold(config.threshold, kind=config.threshold_kind, end=end,
                           ramp_steps=config.ramp_steps)
@@ -190,11 +221,8 @@ def run_experiment(config, out_dir, progress=True):
     net_adv = hist_adv = None
     if config.adv_steps > 0:
         clock = time.perf_counter()
-        net_adv, hist_adv = _phase(state_dir, "adversarial", net_clean, progress, lambda ckpt: train_adversarial(
-            net_clean, model, config.adv_steps, config.batch, config.adv_lr or config.lr,
-            attack=config.attack, norm=config.norm, tau=config.tau, attack_steps=config.attack_steps,
-            robust_eval_size=min(config.robust_eval_size, 200), weight_decay=config.weight_decay,
-            n_train=config.n_train or None, seed=config.seed, progress=progress, checkpoint=ckpt))
+        net_adv, hist_adv = _phase(state_dir, "adversarial", net_clean, progress,
+                                   lambda ckpt: adversarial_phase(config, model, net_clean, progress, ckpt))
         timings["adversarial_training_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -218,6 +246,11 @@ def run_experiment(config, out_dir, progress=True):
         found["dense_mixture"]["adversarial"] = _mixture(net_adv, model)
         found.update(_update_metrics(net_clean, net_adv))
     timings["evaluation_s"] = time.perf_counter() - clock
+    if net_adv is not None:  # C7 low-rank runs and the C3-FGM run (each a cached phase)
+        clock = time.perf_counter()
+        report.update(adversarial_variants(config, model, net_clean, net_adv, report["adversarial"],
+                                           x_test, y_test, state_dir, progress))
+        timings["adversarial_variants_s"] = time.perf_counter() - clock
     clock = time.perf_counter()
     report["baselines"] = run_baselines(config, model, net0, x_test, y_test) if config.baseline_steps else {}
     timings["baselines_s"] = time.perf_counter() - clock
@@ -304,6 +337,62 @@ def run_baselines(config, model, net0, x, y):
                                  "robust": res.lower if name == "linear" else res.upper,
                                  "robust_kind": "exact" if name == "linear" else "attacked, upper end"}
     return out
+
+
+def adversarial_phase(config, model, net_clean, progress, checkpoint, **changes):
+    """The config's adversarial training from the clean net (``changes``: other train_adversarial options)."""
+    options = dict(attack=config.attack, norm=config.norm, tau=config.tau, attack_steps=config.attack_steps,
+                   robust_eval_size=min(config.robust_eval_size, 200), weight_decay=config.weight_decay,
+                   n_train=config.n_train or None, seed=config.seed, progress=progress, checkpoint=checkpoint)
+    return train_adversarial(net_clean, model, config.adv_steps, config.batch, config.adv_lr or config.lr,
+                             **{**options, **changes})
+
+
+def adversarial_variants(config, model, net_clean, net_adv, adv_eval, x, y, state_dir, progress):
+    """C7 and C3-FGM: the extra adversarial runs from the clean weights, as report entries.
+
+    Each run is the main adversarial phase (same attack, tau, steps, step
+    size, batches) with one change, saved and resumed like every phase:
+
+    * ``low_rank``: for each r of ``config.lowrank_ranks``, the rank-r update
+      ``W' = W + U V^T`` (:class:`fpsim.train.LowRankStep`); entries ``ranks``
+      (``{"r": {accuracy, robust: {lower, upper}, history, time_s}}``),
+      ``full`` (the main run's accuracy and interval) and ``update_split`` of
+      the full update (:func:`fpsim.metrics.update_split`, a diagnostic);
+    * ``fgm``: FGM adversarial training (the main run when it is FGM already).
+
+    Robust intervals are taken exactly as for the main run (same examples,
+    attacks, certificates and random stream), so the rows compare like for like.
+    """
+    n, found = config.robust_eval_size, {}
+    record = {"record_every": max(config.adv_steps // 5, 1)}
+
+    def interval(net):
+        res = robust_accuracy(net, x[:n], y[:n], config.norm, config.tau, model=model,
+                              pgd_steps=config.pgd_steps, restarts=config.restarts,
+                              rng=stream(config.seed, "attack"))
+        return {"accuracy": net.accuracy(x, y), "robust": {"lower": res.lower, "upper": res.upper}}
+
+    def run(name, **changes):
+        clock = time.perf_counter()
+        net, history = _phase(state_dir, name, net_clean, progress, lambda ckpt: adversarial_phase(
+            config, model, net_clean, progress, ckpt, **record, **changes))
+        return net, {**interval(net), "history": history, "time_s": time.perf_counter() - clock}
+
+    full = {"accuracy": adv_eval["accuracy"],
+            "robust": {k: adv_eval["robust"][k] for k in ("lower", "upper")}}
+    found["low_rank"] = {"full": full, "ranks": {},
+                         "update_split": metrics.update_split(net_clean.W, net_adv.W,
+                                                              model.dictionary).summary()}
+    for rank in config.ranks():
+        _, found["low_rank"]["ranks"][str(rank)] = run(f"adversarial-rank{rank}", rank=rank)
+    if config.fgm_check == "on":
+        if config.attack == "fgm":
+            found["fgm"] = {**full, "reused_main_run": True}
+        else:
+            _, found["fgm"] = run("adversarial-fgm", attack="fgm")
+            found["fgm"]["reused_main_run"] = False
+    return found
 
 
 def _summary(values):

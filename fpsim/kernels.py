@@ -4,7 +4,10 @@ Every kernel takes plain arrays, writes into caller-provided output buffers
 (so training loops allocate nothing per step) and is compiled once per dtype
 and cached on disk.  The two large matrix products of a dense step
 (``U = X W^T`` and ``G = C^T X``) are left to BLAS; these kernels do the
-fused element-wise work around them and the sparse products.
+fused element-wise work around them and the sparse products -- among them
+the backward products over the active units only (:func:`active_pairs`,
+:func:`csc_rows_update`, :func:`csr_rows_times`), which replace BLAS when
+few units are active, as on clean-trained networks.
 
 Notation (``docs/MODEL.md`` §3): pre-activation :math:`u_{bi} = \langle
 w_i, x_b\rangle`, bias :math:`b_i`, activation :math:`\phi` (ReLU, or the
@@ -93,6 +96,146 @@ def logistic_loss_coefficients(f, y, slope):
         for i in range(m):
             slope[b, i] *= g
     return loss
+
+
+# --- activation-sparse backward (issue #12) ---
+
+
+@numba.njit(cache=True)
+def active_pairs(coef, capacity, row_ptr, col, row_val, col_ptr, row, col_val):
+    r"""The non-zero coefficients of ``coef`` as CSR and CSC lists, or ``-1`` if more than ``capacity``.
+
+    .. math::
+
+        \mathcal A = \{(b, i) : C_{bi} \ne 0\}, \qquad
+        C_{bi} = \frac{\partial \ell_b}{\partial u_{bi}}
+               = -y_b\,\sigma(-y_b f_b)\, s'(u_{bi})
+
+    A unit contributes to either backward product only where it is active
+    (:math:`s'(u_{bi}) \ne 0`, i.e. :math:`|u_{bi}| > b_i`), so both products
+    need only the pairs :math:`\mathcal A`.  One row-major scan writes the CSR
+    lists (row ``b``: positions ``row_ptr[b]:row_ptr[b+1]`` of ``col``,
+    ``row_val``, units increasing); a counting sort of them writes the CSC lists
+    (unit ``i``: positions ``col_ptr[i]:col_ptr[i+1]`` of ``row``, ``col_val``,
+    examples increasing).  The scan stops and returns ``-1`` as soon as the
+    count exceeds ``capacity``, or after 8 or more rows once the rows so far
+    hold more than twice their share of it (so a dense batch costs a few rows
+    of scanning): the caller then uses the dense products.
+
+    Parameters
+    ----------
+    coef : (n, m) array
+        :math:`C`.
+    capacity : int
+        Length of ``col``, ``row_val``, ``row``, ``col_val``.
+    row_ptr : (n + 1,) int64 array, written
+    col : (capacity,) int32 array, written
+    row_val : (capacity,) array of ``coef``'s dtype, written
+    col_ptr : (m + 1,) int64 array, written
+    row : (capacity,) int32 array, written
+    col_val : (capacity,) array of ``coef``'s dtype, written
+
+    Returns
+    -------
+    nnz : int
+        :math:`|\mathcal A|`, or ``-1`` if it exceeds ``capacity`` (lists then undefined).
+    """
+    n, m = coef.shape
+    for i in range(m + 1):
+        col_ptr[i] = 0
+    nnz = 0
+    row_ptr[0] = 0
+    for b in range(n):
+        for i in range(m):
+            v = coef[b, i]
+            if v != 0.0:
+                if nnz == capacity:
+                    return -1
+                col[nnz] = i
+                row_val[nnz] = v
+                nnz += 1
+                col_ptr[i + 1] += 1
+        row_ptr[b + 1] = nnz
+        if b >= 7 and nnz * n > 2 * capacity * (b + 1):  # clearly dense already: stop early
+            return -1
+    for i in range(m):  # counts -> starts
+        col_ptr[i + 1] += col_ptr[i]
+    for b in range(n):  # scatter in example order; col_ptr[i] runs from the start to the end of unit i
+        for p in range(row_ptr[b], row_ptr[b + 1]):
+            i = col[p]
+            q = col_ptr[i]
+            row[q] = b
+            col_val[q] = row_val[p]
+            col_ptr[i] = q + 1
+    for i in range(m, 0, -1):  # ends -> starts again
+        col_ptr[i] = col_ptr[i - 1]
+    col_ptr[0] = 0
+    return nnz
+
+
+@numba.njit(cache=True, parallel=True)
+def csc_rows_update(col_ptr, row, col_val, x, alpha, beta, out):
+    r"""Weight-gradient product over the active pairs, written into ``out`` row by row.
+
+    .. math::
+
+        \text{out}_i \leftarrow \beta\, \text{out}_i
+            + \alpha \sum_{b : (b, i) \in \mathcal A} C_{bi}\, x_b
+        \qquad (\text{all } i = 1..m)
+
+    With ``out = W``, :math:`\alpha = -\eta/B`, :math:`\beta = 1 - \eta\lambda`
+    it is the SGD step :math:`W \leftarrow (1-\eta\lambda) W - \frac\eta B C^\top X`;
+    with :math:`\beta = 0` (``out`` overwritten, not scaled) and
+    :math:`\alpha = 1/B` the gradient :math:`\frac1B C^\top X`.  Cost
+    :math:`\propto |\mathcal A|\, d` instead of :math:`B m d`.  Units run in
+    parallel; each row of ``out`` is summed by one thread in example order, so
+    the result does not depend on the thread count.
+
+    Parameters
+    ----------
+    col_ptr, row, col_val
+        CSC lists of :math:`C` (:func:`active_pairs`).
+    x : (n, d) array
+    alpha, beta : scalars in the dtype of ``out``
+    out : (m, d) array, updated in place
+    """
+    m, d = out.shape
+    for i in numba.prange(m):
+        if beta == 0.0:
+            for c in range(d):
+                out[i, c] = 0.0
+        elif beta != 1.0:
+            for c in range(d):
+                out[i, c] *= beta
+        for p in range(col_ptr[i], col_ptr[i + 1]):
+            w = alpha * col_val[p]
+            b = row[p]
+            for c in range(d):
+                out[i, c] += w * x[b, c]
+
+
+@numba.njit(cache=True, parallel=True)
+def csr_rows_times(row_ptr, col, row_val, rows, out):
+    r"""Input-gradient product over the active pairs, one example per row.
+
+    .. math::
+
+        \text{out}_b = \sum_{i : (b, i) \in \mathcal A} C_{bi}\, \text{rows}_i
+
+    With ``rows = W`` this is :math:`C W`, the input gradients
+    :math:`\partial\ell_b/\partial x_b` of PGD and FGM.  Cost
+    :math:`\propto |\mathcal A|\, d` instead of :math:`B m d`.  Examples run in
+    parallel; each row of ``out`` is summed by one thread in unit order.
+    """
+    n, d = out.shape
+    for b in numba.prange(n):
+        for c in range(d):
+            out[b, c] = 0.0
+        for p in range(row_ptr[b], row_ptr[b + 1]):
+            v = row_val[p]
+            i = col[p]
+            for c in range(d):
+                out[b, c] += v * rows[i, c]
 
 
 @numba.njit(cache=True)
@@ -486,3 +629,175 @@ def joint_lipschitz_drop(drop, order, counts, gram_pos, radius2, out):
             if value < best:
                 best = value
         out[b] = best
+
+
+@numba.njit(cache=True, inline="always")
+def trust_region_max(g1, g2, h11, h12, h22, radius):
+    r"""Upper bound on :math:`\max_{\|v\|_2 \le R} g^\top v + v^\top H v` for a 2x2 PSD :math:`H`.
+
+    For every :math:`\mu > \lambda_{\max}(H)`, adding :math:`\mu(R^2 - \|v\|^2) \ge 0`
+    and maximising the concave quadratic in :math:`v` gives (the S-procedure,
+    exact at the best :math:`\mu`)
+
+    .. math::
+
+        g^\top v + v^\top H v \;\le\; \mu R^2 + \tfrac14\, g^\top(\mu I - H)^{-1} g
+        = \mu R^2 + \sum_{k=1,2} \frac{\tilde g_k^2}{4(\mu - h_k)},
+
+    with :math:`H = \sum_k h_k e_k e_k^\top` and :math:`\tilde g_k = \langle e_k, g\rangle`.
+    The right side is convex in :math:`\mu`; it is minimised by bisection on its
+    derivative, and every :math:`\mu` tried is sound, so the value returned is an
+    upper bound whatever the number of iterations.
+    """
+    # eigen-decomposition of the symmetric 2x2 matrix
+    mean = 0.5 * (h11 + h22)
+    half = 0.5 * (h11 - h22)
+    spread = np.sqrt(half * half + h12 * h12)
+    h1, h2 = mean + spread, mean - spread
+    if spread > 0.0:
+        # eigenvector of h1: (h12, h1 - h11) or (h1 - h22, h12), whichever is better conditioned
+        e1, e2 = h1 - h22, h12
+        if abs(h12) + abs(h1 - h11) > abs(e1) + abs(e2):
+            e1, e2 = h12, h1 - h11
+        norm = np.sqrt(e1 * e1 + e2 * e2)
+        e1, e2 = e1 / norm, e2 / norm
+    else:
+        e1, e2 = 1.0, 0.0
+    c1 = (e1 * g1 + e2 * g2) ** 2
+    c2 = (-e2 * g1 + e1 * g2) ** 2
+    gnorm = np.sqrt(g1 * g1 + g2 * g2)
+    if gnorm == 0.0:
+        return max(h1, 0.0) * radius * radius
+    low = h1 + 1e-12 * (abs(h1) + gnorm / radius)
+    high = h1 + gnorm / (2.0 * radius) + 1e-12 * (abs(h1) + gnorm / radius)
+    best = np.inf
+    for _ in range(60):
+        mu = 0.5 * (low + high)
+        value = mu * radius * radius + c1 / (4.0 * (mu - h1)) + c2 / (4.0 * (mu - h2))
+        if value < best:
+            best = value
+        slope = radius * radius - c1 / (4.0 * (mu - h1) ** 2) - c2 / (4.0 * (mu - h2) ** 2)
+        if slope > 0.0:
+            high = mu
+        else:
+            low = mu
+    return best
+
+
+@numba.njit(cache=True)
+def split_drop(abs_u, bias, top, alpha, resid, strong, gram, coef, weak_quad, weak_top, radius,
+               kappa, eta, out):
+    r"""Certified margin loss beyond the threshold: linear, atom-quadratic and weak-quadratic parts sharing one ball.
+
+    Per example, with :math:`a_i = \langle w_i, \delta\rangle`,
+    :math:`\|\delta\|_2 \le R`, gap :math:`g_i = b_i - |u_i|` and the unit's
+    decomposition :math:`w_i = \alpha_i e_{j(i)} + r_i` in an orthonormal basis
+    (coordinates :math:`\hat\delta` of :math:`\delta`), every unit loses at most:
+
+    * F (active, :math:`|u_i| > b_i`): :math:`(-y a_i)_+` (non-decreasing, 1-Lipschitz);
+    * Qa (strong, inactive, :math:`\tilde g_i = g_i - R\|r_i\| \ge \kappa b_i`):
+      :math:`(|a_i| - g_i)_+ \le (|\alpha_i \hat\delta_{j(i)}| - \tilde g_i)_+
+      \le \alpha_i^2 \hat\delta_{j(i)}^2 / (4\tilde g_i)`, in all
+      :math:`\sum_j q_j \hat\delta_j^2`;
+    * Qe (weak, inactive, :math:`|u_i| \le \eta b_i`): :math:`a_i^2/(4(1-\eta) b_i)`,
+      in all at most :math:`\delta^\top E\,\delta`, :math:`E = \sum_{\rm weak} w_i w_i^\top/(4(1-\eta)b_i)`;
+    * N (every other inactive unit): :math:`|a_i|`.
+
+    Split :math:`\delta` into its part on :math:`J_1` (the principal atoms of the
+    strong active units; norm :math:`s`) and the rest (norm :math:`t`,
+    :math:`s^2 + t^2 \le R^2`).  The linear part is at most :math:`L s + L_\perp t`
+    (:math:`L^2 = \sum_{F\times F} (G_{ij})_+ + \sum_{\text{other pairs in } F\cup N} |G_{ij}|`,
+    :math:`G = WW^\top`, bounds :math:`\|\sum_i c_i w_i\|^2` for every choice of
+    the attacker's signs; :math:`L_\perp` the same with the :math:`J_1`
+    coordinates removed from every row), the atom part at most
+    :math:`q_{\rm in} s^2 + q_{\rm out} t^2` (:math:`q_{\rm in} = \max_{J_1} q_j`,
+    :math:`q_{\rm out} = \max_j q_j`) and the weak part at most
+    :math:`(a s + b t)^2` with :math:`a^2 = \lambda_{\max}(E_{J_1 J_1})`,
+    :math:`b^2 = \lambda_{\max}(E)`.  So the loss is at most the maximum of
+    :math:`g^\top v + v^\top H v` over :math:`\|v\| \le R`, :math:`g = (L, L_\perp)`,
+    :math:`H = \mathrm{diag}(q_{\rm in}, q_{\rm out}) + (a, b)(a, b)^\top`,
+    bounded by :func:`trust_region_max`.
+
+    Parameters
+    ----------
+    abs_u : (n, m) float64 array
+        :math:`|u_{bi}|`.
+    bias : (m,) float64 array
+        :math:`b_i > 0`.
+    top : (m,) int64 array
+        Principal coordinate :math:`j(i)` of each unit.
+    alpha, resid : (m,) float64 arrays
+        :math:`|\alpha_i|` and an upper bound on :math:`\|r_i\|`.
+    strong : (m,) bool array
+        Units treated through their principal atom (the others are "weak").
+    gram : (m, m) float64 array
+        :math:`G = W W^\top`.
+    coef : (m, d) float64 array
+        Coordinates of the rows in the basis, :math:`\hat w_i`.
+    weak_quad : (d, d) float64 array
+        :math:`\hat E` (the matrix :math:`E` in the basis).
+    weak_top : float
+        An upper bound on :math:`\lambda_{\max}(E)`.
+    radius : float
+        :math:`R`.
+    kappa, eta : float
+        Class thresholds (any values give a sound bound).
+    out : (n,) float64 array, written
+        Upper bound on the margin loss.
+    """
+    n, m = abs_u.shape
+    d = coef.shape[1]
+    for b in range(n):
+        q = np.zeros(d)
+        in_j1 = np.zeros(d, dtype=np.bool_)
+        members = np.empty(m, dtype=np.int64)
+        active = np.zeros(m, dtype=np.bool_)
+        count = 0
+        for i in range(m):
+            if abs_u[b, i] > bias[i]:
+                active[i] = True
+                members[count] = i
+                count += 1
+                if strong[i]:
+                    in_j1[top[i]] = True
+            elif strong[i]:
+                gap = bias[i] - abs_u[b, i] - radius * resid[i]
+                if gap >= kappa * bias[i] and gap > 0.0:
+                    q[top[i]] += alpha[i] * alpha[i] / (4.0 * gap)
+                else:
+                    members[count] = i
+                    count += 1
+            elif abs_u[b, i] > eta * bias[i]:
+                members[count] = i
+                count += 1
+        j1 = np.flatnonzero(in_j1)
+        q_in = 0.0
+        for j in j1:
+            q_in = max(q_in, q[j])
+        q_out = q.max()
+        lin = 0.0
+        perp = 0.0
+        for s in range(count):
+            i = members[s]
+            for t in range(count):
+                k = members[t]
+                g = gram[i, k]
+                gp = g
+                for j in j1:
+                    gp -= coef[i, j] * coef[k, j]
+                if active[i] and active[k]:
+                    lin += max(g, 0.0)
+                    perp += max(gp, 0.0)
+                else:
+                    lin += abs(g)
+                    perp += abs(gp)
+        a2 = 0.0
+        if j1.size > 0:
+            block = np.empty((j1.size, j1.size))
+            for s in range(j1.size):
+                for t in range(j1.size):
+                    block[s, t] = weak_quad[j1[s], j1[t]]
+            a2 = max(np.linalg.eigvalsh(block)[-1], 0.0) * (1.0 + 1e-9)
+        a, bb = np.sqrt(a2), np.sqrt(weak_top)
+        out[b] = trust_region_max(np.sqrt(max(lin, 0.0)), np.sqrt(max(perp, 0.0)),
+                                  q_in + a2, a * bb, q_out + weak_top, radius) * (1.0 + 1e-9)

@@ -13,6 +13,7 @@ logistic loss :math:`\ell = \log(1 + e^{-y f(x)})` plus optional weight decay
 from __future__ import annotations
 
 import numpy as np
+import scipy.linalg
 
 from . import kernels
 from ._validation import (check_array, check_choice, check_dtype, check_float, check_int,
@@ -64,21 +65,67 @@ class Threshold:
         return (theta * np.sqrt(np.einsum("ij,ij->i", W, W))).astype(W.dtype)
 
 
-class Workspace:
-    """Preallocated buffers for repeated loss/gradient evaluations on batches of one size.
+#: Largest active fraction :math:`|\mathcal A|/(n m)` for which the backward products run over
+#: the active pairs; above it they are dense BLAS.  Measured in ``benchmarks/run.py``
+#: (crossover table in ``benchmarks/README.md``).
+SPARSE_CROSSOVER = 0.1
 
-    Passing the same workspace to :meth:`TwoLayerNet.loss_grad` or
-    :meth:`TwoLayerNet.input_grad` makes a training loop allocation-free.
+
+class Workspace:
+    r"""Preallocated buffers for repeated loss/gradient evaluations on batches of one size.
+
+    Passing the same workspace to :meth:`TwoLayerNet.loss_grad`,
+    :meth:`TwoLayerNet.input_grad` or :meth:`TwoLayerNet.sgd_step` makes a
+    training loop or an attack allocation-free.  It also holds the active pairs
+    :math:`\mathcal A = \{(b, i) : \partial\ell_b/\partial u_{bi} \ne 0\}`
+    of the last evaluation, as CSR and CSC lists of capacity
+    ``crossover * n * m`` (:func:`fpsim.kernels.active_pairs`).
+
+    Parameters
+    ----------
+    n, m, d : int
+        Batch size, neurons, input dimension.
+    dtype : numpy dtype
+    crossover : float in [0, 1], optional
+        Largest active fraction for which the backward products run over the
+        active pairs (0: always dense BLAS; 1: always the active pairs).
+        Default: :data:`SPARSE_CROSSOVER` at construction time.
+
+    Attributes
+    ----------
+    nnz : int
+        :math:`|\mathcal A|` of the last evaluation, ``-1`` when it took the dense path.
     """
 
-    def __init__(self, n, m, d, dtype):
+    def __init__(self, n, m, d, dtype, crossover=None):
+        crossover = check_float("crossover", SPARSE_CROSSOVER if crossover is None else crossover, 0, 1)
         self.u = np.empty((n, m), dtype)      # pre-activations, then dl/du
         self.f = np.empty(n, dtype)           # network outputs
         self.grad_w = np.empty((m, d), dtype)  # dL/dW
         self.grad_x = np.empty((n, d), dtype)  # dl/dx per example
+        self.capacity = int(crossover * n * m)
+        self.row_ptr = np.empty(n + 1, np.int64)  # CSR of the active pairs
+        self.col = np.empty(self.capacity, np.int32)
+        self.row_val = np.empty(self.capacity, dtype)
+        self.col_ptr = np.empty(m + 1, np.int64)  # CSC of the same pairs
+        self.row = np.empty(self.capacity, np.int32)
+        self.col_val = np.empty(self.capacity, dtype)
+        self.nnz = -1
+        self.gemm, = scipy.linalg.get_blas_funcs(("gemm",), (self.u,))
 
     def fits(self, n, m, d, dtype):
         return self.u.shape == (n, m) and self.grad_w.shape == (m, d) and self.u.dtype == dtype
+
+    def find_active(self):
+        """Collect the active pairs of the coefficients in ``u``; ``True`` if the sparse path applies."""
+        self.nnz = -1 if self.capacity == 0 else kernels.active_pairs(
+            self.u, self.capacity, self.row_ptr, self.col, self.row_val, self.col_ptr, self.row, self.col_val)
+        return self.nnz >= 0
+
+    @property
+    def active_fraction(self):
+        r""":math:`|\mathcal A|/(n m)` of the last evaluation (exact, one extra pass over ``u``)."""
+        return np.count_nonzero(self.u) / self.u.size
 
 
 class TwoLayerNet:
@@ -212,9 +259,10 @@ class TwoLayerNet:
         f : (n,) ndarray
         """
         x = self._inputs(x)
-        ws = self._workspace(x.shape[0], None)
-        self._units(x, self._bias_or(bias), ws)
-        return ws.f
+        u = x @ self._W.T  # no workspace: the backward buffers are not needed here
+        f = np.empty(x.shape[0], self.dtype)
+        kernels.soft_threshold_units(u, self._bias_or(bias), self.q, self.rho_effective, f, u)
+        return f
 
     def predict(self, x):
         """Labels :math:`\\operatorname{sign} f(x)` in {-1, +1} (ties to +1)."""
@@ -274,8 +322,12 @@ class TwoLayerNet:
         lam = check_float("weight_decay", weight_decay, 0)
         ws = self._workspace(n, workspace)
         loss = self._coefficients(x, y, self._bias_or(bias), ws) / n
-        np.matmul(ws.u.T, x, out=ws.grad_w)
-        ws.grad_w *= 1.0 / n
+        if ws.find_active():  # C^T X over the active pairs only
+            kernels.csc_rows_update(ws.col_ptr, ws.row, ws.col_val, x, self.dtype.type(1.0 / n),
+                                    self.dtype.type(0.0), ws.grad_w)
+        else:
+            np.matmul(ws.u.T, x, out=ws.grad_w)
+            ws.grad_w *= 1.0 / n
         if lam > 0:
             ws.grad_w += lam * self._W
             loss += 0.5 * lam * float(np.vdot(self._W, self._W))
@@ -298,5 +350,55 @@ class TwoLayerNet:
         y = check_labels("y", y, n).astype(self.dtype, copy=False)
         ws = self._workspace(n, workspace)
         self._coefficients(x, y, self._bias_or(bias), ws)
-        np.matmul(ws.u, self._W, out=ws.grad_x)
+        if ws.find_active():  # C W over the active pairs only
+            kernels.csr_rows_times(ws.row_ptr, ws.col, ws.row_val, self._W, ws.grad_x)
+        else:
+            np.matmul(ws.u, self._W, out=ws.grad_x)
         return ws.grad_x
+
+    def sgd_step(self, x, y, lr, weight_decay=0.0, bias=None, workspace=None):
+        r"""One SGD step on ``W`` in place; returns the batch's mean loss before it.
+
+        .. math::
+
+            W \leftarrow (1 - \eta\lambda)\, W - \frac{\eta}{n} C^\top X,
+            \qquad C_{bi} = \frac{\partial \ell_b}{\partial u_{bi}}
+
+        Over the active pairs when their fraction is at most the workspace's
+        crossover (:func:`fpsim.kernels.csc_rows_update`), else one ``gemm``
+        with :math:`\alpha = -\eta/n`, :math:`\beta = 1 - \eta\lambda`
+        writing into ``W`` through its transpose (a Fortran-ordered view): no
+        gradient buffer either way.  The two paths agree to float rounding.
+
+        Parameters
+        ----------
+        x : (n, d) array_like
+        y : (n,) array_like of {-1, +1}
+        lr : float
+            :math:`\eta > 0`.
+        weight_decay : float, default 0.0
+            :math:`\lambda \ge 0`.
+        bias : (m,) array_like, optional
+            Biases to hold fixed (default: the current schedule's).
+        workspace : Workspace, optional
+
+        Returns
+        -------
+        loss : float
+            :math:`\frac1n \sum_b \ell_b + \frac\lambda2 \|W\|_F^2` before the step.
+        """
+        x = self._inputs(x)
+        n = x.shape[0]
+        y = check_labels("y", y, n).astype(self.dtype, copy=False)
+        lr = check_float("lr", lr, 0, closed=(False, True))
+        lam = check_float("weight_decay", weight_decay, 0)
+        ws = self._workspace(n, workspace)
+        loss = self._coefficients(x, y, self._bias_or(bias), ws) / n
+        if lam > 0:
+            loss += 0.5 * lam * float(np.vdot(self._W, self._W))
+        if ws.find_active():
+            kernels.csc_rows_update(ws.col_ptr, ws.row, ws.col_val, x, self.dtype.type(-lr / n),
+                                    self.dtype.type(1.0 - lr * lam), self._W)
+        else:  # W^T <- beta W^T + alpha X^T C, in place: W^T, X^T and C^T are F-contiguous views
+            ws.gemm(-lr / n, x.T, ws.u.T, beta=1.0 - lr * lam, c=self._W.T, trans_b=1, overwrite_c=1)
+        return float(loss)

@@ -139,20 +139,127 @@ def test_negative_bias_is_refused():
         net.forward(np.ones((2, 3)), bias=-np.ones(4, np.float32))
 
 
-def _run_with_threads(threads):
-    """A short clean run on both paths and a PGD attack, BLAS and numba limited to ``threads``."""
+def _short_run():
+    """A short clean run on both paths and a PGD attack."""
     model = SparseCodingModel(192, 6, seed=3)
     net = TwoLayerNet.random(384, 192, threshold=Threshold(0.2), seed=4)
-    with thread_limit(threads):
-        dense, _ = train_clean(net, model, 12, 128, 0.5, path="dense", weight_decay=1e-3, eval_size=64)
-        dictionary, _ = train_clean(net, model, 12, 128, 0.5, path="dictionary", eval_size=64)
-        x, y, _ = model.sample(128, 5)
-        delta = pgd(dense, x, y, 2, 0.2, steps=3, rng=6)
+    dense, _ = train_clean(net, model, 12, 128, 0.5, path="dense", weight_decay=1e-3, eval_size=64)
+    dictionary, _ = train_clean(net, model, 12, 128, 0.5, path="dictionary", eval_size=64)
+    x, y, _ = model.sample(128, 5)
+    delta = pgd(dense, x, y, 2, 0.2, steps=3, rng=6)
     return dense.W, dictionary.W, delta
 
 
-def test_results_are_deterministic_across_thread_counts():
-    threads = min(2, numba.config.NUMBA_NUM_THREADS)
-    one, many = _run_with_threads(1), _run_with_threads(threads)
-    for a, b in zip(one, many):
+@pytest.mark.parametrize("crossover", [0.0, 1.0])  # backward by dense BLAS / over the active pairs
+def test_results_are_deterministic_across_numba_thread_counts(monkeypatch, crossover):
+    """1 and 2 numba threads give the same bits: every parallel kernel splits work by output row.
+
+    BLAS is held at one thread in both runs: OpenBLAS's ``sgemm`` itself is
+    not bit-reproducible across its thread counts (its single-thread kernels
+    round differently), which no fpsim code can change.
+    """
+    import fpsim.network
+    from threadpoolctl import threadpool_limits
+    monkeypatch.setattr(fpsim.network, "SPARSE_CROSSOVER", crossover)
+    previous = numba.get_num_threads()
+    runs = []
+    try:
+        with threadpool_limits(limits=1):
+            for threads in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+                numba.set_num_threads(threads)
+                runs.append(_short_run())
+    finally:
+        numba.set_num_threads(previous)
+    for a, b in zip(*runs):
         np.testing.assert_array_equal(a, b)
+
+
+def _sparse_coefficients(rng, n, m, fraction, dtype):
+    """A coefficient matrix with about ``fraction`` non-zeros, some rows and columns empty."""
+    coef = (rng.standard_normal((n, m)) * (rng.random((n, m)) < fraction)).astype(dtype)
+    coef[0] = 0.0
+    coef[:, -1] = 0.0
+    return coef
+
+
+def _pairs(coef, capacity=None):
+    n, m = coef.shape
+    capacity = n * m if capacity is None else capacity
+    lists = (np.empty(n + 1, np.int64), np.empty(capacity, np.int32), np.empty(capacity, coef.dtype),
+             np.empty(m + 1, np.int64), np.empty(capacity, np.int32), np.empty(capacity, coef.dtype))
+    return kernels.active_pairs(coef, capacity, *lists), lists
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_active_pairs_lists_every_nonzero_in_both_orders(rng, dtype):
+    coef = _sparse_coefficients(rng, 13, 17, 0.2, dtype)
+    nnz, (row_ptr, col, row_val, col_ptr, row, col_val) = _pairs(coef)
+    assert nnz == np.count_nonzero(coef)
+    rebuilt_rows, rebuilt_cols = np.zeros_like(coef), np.zeros_like(coef)
+    for b in range(13):
+        span = slice(row_ptr[b], row_ptr[b + 1])
+        assert np.all(np.diff(col[span]) > 0)  # units increasing within a row
+        rebuilt_rows[b, col[span]] = row_val[span]
+    for i in range(17):
+        span = slice(col_ptr[i], col_ptr[i + 1])
+        assert np.all(np.diff(row[span]) > 0)  # examples increasing within a unit
+        rebuilt_cols[row[span], i] = col_val[span]
+    np.testing.assert_array_equal(rebuilt_rows, coef)
+    np.testing.assert_array_equal(rebuilt_cols, coef)
+    assert row_ptr[-1] == col_ptr[-1] == nnz
+
+
+def test_active_pairs_gives_up_above_capacity(rng):
+    coef = _sparse_coefficients(rng, 40, 30, 0.3, np.float64)
+    nnz = np.count_nonzero(coef)
+    assert _pairs(coef, nnz)[0] == nnz
+    assert _pairs(coef, nnz - 1)[0] == -1
+    dense = np.ones((40, 30))
+    assert _pairs(dense, 40 * 30 // 10)[0] == -1  # clearly dense: stops after a few rows
+    assert _pairs(np.zeros((40, 30)), 0)[0] == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("beta", [0.0, 1.0, 0.9])
+def test_csc_rows_update_is_the_transposed_product(rng, dtype, beta):
+    coef = _sparse_coefficients(rng, 12, 9, 0.3, dtype)
+    x = rng.standard_normal((12, 7)).astype(dtype)
+    out = rng.standard_normal((9, 7)).astype(dtype)
+    expected = (0.0 if beta == 0 else beta * out.astype(np.float64)) - 0.3 * coef.T.astype(np.float64) @ x
+    if beta == 0:
+        out[...] = np.nan  # overwritten, never read
+    _, (_, _, _, col_ptr, row, col_val) = _pairs(coef)
+    kernels.csc_rows_update(col_ptr, row, col_val, x, dtype(-0.3), dtype(beta), out)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_csr_rows_times_is_the_product(rng, dtype):
+    coef = _sparse_coefficients(rng, 12, 9, 0.3, dtype)
+    W = rng.standard_normal((9, 7)).astype(dtype)
+    out = np.full((12, 7), np.nan, dtype)
+    _, (row_ptr, col, row_val, _, _, _) = _pairs(coef)
+    kernels.csr_rows_times(row_ptr, col, row_val, W, out)
+    np.testing.assert_allclose(out, coef.astype(np.float64) @ W, rtol=1e-5, atol=1e-5)
+    assert np.all(out[0] == 0)  # an example without active units has zero gradient
+
+
+def test_default_threads_honours_the_environment_and_the_affinity_mask(monkeypatch):
+    from fpsim._threads import available_cores, default_threads
+    monkeypatch.delenv("FPSIM_THREADS", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    cores = available_cores()
+    assert default_threads() == cores
+    assert default_threads(workers=2) == max(cores // 2, 1)
+    assert default_threads(workers=10 * cores) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert default_threads() == 3
+    monkeypatch.setenv("FPSIM_THREADS", "5")  # fpsim's own variable wins
+    assert default_threads() == 5
+    with thread_limit(None):
+        assert numba.get_num_threads() == min(5, numba.config.NUMBA_NUM_THREADS)
+    monkeypatch.setenv("FPSIM_THREADS", "zero")
+    with pytest.raises(ValueError, match="FPSIM_THREADS"):
+        default_threads()
+    with pytest.raises(ValueError, match="workers"):
+        default_threads(workers=0)

@@ -143,3 +143,49 @@ def test_bad_network_input():
         TwoLayerNet.random(2, 2, dtype=np.int32)
     with pytest.raises(ValueError, match="threshold must lie in"):
         TwoLayerNet(np.zeros((2, 2)), threshold=-0.1)
+
+
+@pytest.mark.parametrize("act", ACTIVATIONS[:2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sparse_backward_equals_dense_backward(monkeypatch, act, dtype):
+    """Gradients, the SGD step, FGM and PGD (both norms) agree whichever backward path is taken."""
+    import fpsim.network
+    from fpsim import SparseCodingModel, fgm, pgd
+    model = SparseCodingModel(40, 4, seed=1)
+    # atom-aligned units plus a small dense mixture: few active units per example, as after clean training
+    W = np.repeat(model.dictionary.T, 2, axis=0) + 0.05 * np.random.default_rng(2).standard_normal((80, 40))
+    net = TwoLayerNet(W.astype(dtype), threshold=0.3, **act)
+    x, y, _ = model.sample(32, 3)
+    x = x.astype(dtype)
+    results = {}
+    for crossover in (0.0, 1.0):
+        monkeypatch.setattr(fpsim.network, "SPARSE_CROSSOVER", crossover)
+        ws = fpsim.network.Workspace(32, 80, 40, net.dtype)
+        loss, grad = net.loss_grad(x, y, 0.01, workspace=ws)
+        assert (ws.nnz >= 0) == (crossover == 1.0)  # the path actually taken
+        stepped = net.copy()
+        step_loss = stepped.sgd_step(x, y, 0.5, 0.01, workspace=ws)
+        results[crossover] = dict(
+            loss=loss, grad=grad.copy(), step_loss=step_loss, W=stepped.W,
+            input_grad=net.input_grad(x, y, workspace=ws).copy(),
+            **{f"{a}_{p}": attack(net, x, y, p, 0.2) for p in (2, np.inf)
+               for a, attack in (("fgm", fgm), ("pgd", lambda *args: pgd(*args, steps=4, rng=5)))})
+    active = np.count_nonzero(ws.u) / ws.u.size
+    assert 0 < active < 0.5  # a sparse regime that exercises both lists
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    for key, dense in results[0.0].items():
+        np.testing.assert_allclose(results[1.0][key], dense, **tol, err_msg=key)
+
+
+def test_sparse_path_is_chosen_by_the_active_fraction():
+    from fpsim.network import Workspace
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((64, 10)), rng.choice([-1, 1], 64)
+    for theta, sparse in ((0.0, False), (100.0, True)):  # every unit active / none active
+        net = TwoLayerNet(rng.standard_normal((30, 10)), threshold=theta)
+        ws = Workspace(64, 30, 10, net.dtype, crossover=0.1)
+        net.input_grad(x, y, workspace=ws)
+        assert (ws.nnz >= 0) == sparse
+        assert ws.active_fraction == (0.0 if sparse else 1.0)
+    with pytest.raises(ValueError, match="crossover"):
+        Workspace(4, 3, 2, np.float64, crossover=1.5)

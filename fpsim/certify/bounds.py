@@ -42,7 +42,7 @@ and with :math:`\rho_2 = \sup \|\delta\|_2` (:math:`\tau` for :math:`\ell_2`,
 :math:`\sum_{i\in S}|\langle w_i, \delta\rangle| \le \tau\sqrt{|S|}\sigma_{\max}(W_S)`,
 made one-sided.)
 
-Four instances are computed per example and the best one is kept:
+Five instances are computed per example and the best one is kept:
 
 * ``"per_unit"`` -- :math:`S = \emptyset`: :math:`y f(x+\delta) \ge \sum_i y
   s_i(u_i - y r_i)`, the per-unit monotone bound;
@@ -57,6 +57,12 @@ Four instances are computed per example and the best one is kept:
   the ball with the dual norm (CROWN), its slopes optimised per example
   (α-CROWN's idea, via the relaxed primal): :mod:`fpsim.certify.linear`, with
   its derivation.  Optimised only where the two bounds above do not certify.
+* ``"split"`` -- beyond the threshold (:math:`\tau \ge \theta`, where the
+  bounds above collapse): inactive units cost quadratically, not linearly,
+  and share the ball with the active ones (:mod:`fpsim.certify.beyond`).
+  Evaluated only on the examples the other four leave uncertified
+  (``-inf`` elsewhere), in the basis of the data model's dictionary when one
+  is given.
 
 The biases are held fixed in the ball: for the relative threshold
 :math:`b_i = \theta\|w_i\|` depends on :math:`W` only.
@@ -71,15 +77,16 @@ import numpy as np
 import scipy.linalg
 
 from .. import kernels
+from .beyond import orthonormal_basis, split_margins
 from .._validation import check_array, check_float, check_labels, check_norm
 from ..network import TwoLayerNet
 from .linear import LINEAR_ITERATIONS, _linear_bound
 
 #: Names of the certificates, in the order ties are resolved.
-METHODS = ("per_unit", "gram", "spectral", "linear")
+METHODS = ("per_unit", "gram", "spectral", "linear", "split")
 
 
-def certified_margins(net, x, y, norm, tau):
+def certified_margins(net, x, y, norm, tau, dictionary=None):
     r"""Sound lower bounds on the worst-case margin, per example and per certificate.
 
     Parameters
@@ -90,6 +97,9 @@ def certified_margins(net, x, y, norm, tau):
     norm : {2, "2", "l2", "inf", numpy.inf}
     tau : float
         Radius :math:`\tau \ge 0`.
+    dictionary : (d, d) array_like, optional
+        Basis for the ``"split"`` bound (the data model's :math:`M`; any
+        orthogonal matrix is sound, the identity is used when ``None``).
 
     Returns
     -------
@@ -97,10 +107,10 @@ def certified_margins(net, x, y, norm, tau):
         For each name in :data:`METHODS`, a lower bound on
         :math:`\min_{\|\delta\|_p \le \tau} y f(x+\delta)` (see the module docstring).
     """
-    return _certify(*_check_certify(net, x, y, norm, tau))[0]
+    return _certify(*_check_certify(net, x, y, norm, tau), dictionary=dictionary)[0]
 
 
-def _certify(net, x, y, norm, tau):
+def _certify(net, x, y, norm, tau, dictionary=None):
     r""":func:`certified_margins` on validated input; also returns the rounding slack ``(n,)``.
 
     The slack bounds the float rounding of the net's own evaluation in its dtype,
@@ -137,6 +147,11 @@ def _certify(net, x, y, norm, tau):
                                      refine=cheap <= slack, target=slack)
     bounds["spectral"] = _spectral_bound(W, gram, moving, base, radius2,
                                          np.maximum(cheap, bounds["linear"]), slack)
+    open_ = np.maximum.reduce([bounds[name] for name in ("per_unit", "gram", "spectral", "linear")]) <= slack
+    bounds["split"] = np.full(n, -np.inf)
+    if open_.any():
+        bounds["split"][open_] = split_margins(W, bias, u[open_], base[open_], radius2,
+                                               orthonormal_basis(dictionary, d))
     return bounds, slack
 
 

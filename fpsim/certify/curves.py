@@ -92,7 +92,7 @@ def robust_accuracy(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, 
     restarts = check_int("restarts", restarts, 1)
     rng = check_random_state(0 if rng is None else rng)
 
-    bounds, slack = _certify(net, x, y, norm, tau)
+    bounds, slack = _certify(net, x, y, norm, tau, dictionary=getattr(model, "dictionary", None))
     stacked = np.stack([bounds[name] for name in METHODS])
     best = stacked.argmax(axis=0)
     certified_margin = stacked.max(axis=0)

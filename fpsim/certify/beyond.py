@@ -1,0 +1,107 @@
+r"""A certificate beyond the threshold: the ``"split"`` bound (``docs/MODEL.md`` §5).
+
+The bounds of :mod:`fpsim.certify.bounds` charge every unit that can switch
+on somewhere in the ball as if it moved linearly with :math:`\delta`.  Once
+:math:`\tau \ge \theta` that is every unit, and they collapse.  This model
+has more structure: a unit below threshold by a gap :math:`g_i = b_i - |u_i|`
+loses at most
+
+.. math::
+
+    (|a_i| - g_i)_+ \;\le\; \frac{a_i^2}{4 g_i}, \qquad a_i = \langle w_i, \delta\rangle ,
+
+(because :math:`t^2/(4g) - t + g = (t/(2\sqrt g) - \sqrt g)^2 \ge 0`), which
+is quadratic, not linear, in :math:`\delta`: an attacker cannot align
+:math:`\delta` with many nearly orthogonal units at once, and what it spends
+on the units that are already active it cannot spend again on switching
+others on.  :func:`split_margins` makes both points into a bound; the
+derivation is in :func:`fpsim.kernels.split_drop` and
+:func:`fpsim.kernels.trust_region_max`.  It uses only that each unit is odd,
+non-decreasing, 1-Lipschitz and :math:`|s_i(u)| \le (|u| - b_i)_+`, true of
+the ReLU and of the smoothed ReLU, and that the basis is orthonormal; it holds
+for any orthonormal basis (the data model's dictionary :math:`M` makes it
+tight, as each trained unit then lies mostly on one coordinate).
+
+For :math:`\ell_\infty` the ball is enclosed in the :math:`\ell_2` ball of
+radius :math:`\tau\sqrt d` (sound, and weak in high dimension).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import kernels
+
+#: Share of a unit's squared norm on its principal coordinate above which it is "strong".
+STRONG_SHARE = 0.75
+#: Class thresholds tried per example (every value is sound; the best bound is kept).
+KAPPAS = (0.1, 0.3)
+ETAS = (0.3, 0.6)
+
+
+def orthonormal_basis(dictionary, d):
+    r"""An exactly (to float64) orthonormal basis close to ``dictionary``; identity if ``None``.
+
+    The polar factor :math:`U V^\top` of :math:`M = U \Sigma V^\top`: the
+    certificate's soundness needs :math:`M^\top M = I`, not that ``M`` be the
+    data model's dictionary, so float32 dictionaries are re-orthonormalised here.
+
+    Returns
+    -------
+    (d, d) float64 ndarray
+        Columns are the basis vectors.
+    """
+    if dictionary is None:
+        return np.eye(d)
+    left, _, right = np.linalg.svd(np.asarray(dictionary, dtype=np.float64))
+    return left @ right
+
+
+def split_margins(W, bias, u, base, radius2, basis, kappas=KAPPAS, etas=ETAS):
+    r"""The ``"split"`` lower bound on :math:`\min_{\|\delta\|_2 \le R} y f(x+\delta)`, per example.
+
+    Parameters
+    ----------
+    W : (m, d) float64 ndarray
+    bias : (m,) float64 ndarray
+        :math:`b_i`; the bound needs :math:`b_i > 0` (it returns ``-inf`` otherwise).
+    u : (n, m) float64 ndarray
+        :math:`u_{bi} = \langle w_i, x_b\rangle`.
+    base : (n,) float64 ndarray
+        :math:`y_b f(x_b)`.
+    radius2 : float
+        :math:`R`, the :math:`\ell_2` radius of (a ball enclosing) the perturbation set.
+    basis : (d, d) float64 ndarray
+        Orthonormal columns (:func:`orthonormal_basis`).
+    kappas, etas : sequence of float
+        Class thresholds of :func:`fpsim.kernels.split_drop`; the best is kept.
+
+    Returns
+    -------
+    (n,) float64 ndarray
+        :math:`y f(x) - \text{drop}`, best over the thresholds.
+    """
+    n = u.shape[0]
+    if radius2 == 0:
+        return base.copy()
+    if not (bias > 0).all():
+        return np.full(n, -np.inf)
+    coef = W @ basis
+    sq = np.einsum("ij,ij->i", W, W)
+    top = np.argmax(np.abs(coef), axis=1)
+    alpha = np.abs(coef[np.arange(len(top)), top])
+    resid = np.sqrt(np.maximum(sq - alpha ** 2, 0.0)) * (1.0 + 1e-9) + 1e-12 * np.sqrt(sq)
+    strong = alpha ** 2 >= STRONG_SHARE * sq
+    gram = W @ W.T
+    abs_u = np.abs(u)
+    weak = coef[~strong]
+    best = np.full(n, -np.inf)
+    drop = np.empty(n)
+    for eta in etas:
+        scaled = weak / np.sqrt(4.0 * (1.0 - eta) * bias[~strong])[:, None]
+        weak_quad = scaled.T @ scaled
+        weak_top = (np.linalg.norm(scaled, 2) ** 2 if len(scaled) else 0.0) * (1.0 + 1e-9)
+        for kappa in kappas:
+            kernels.split_drop(abs_u, bias, top, alpha, resid, strong, gram, coef, weak_quad, weak_top,
+                               float(radius2), float(kappa), float(eta), drop)
+            best = np.maximum(best, base - drop)
+    return best
