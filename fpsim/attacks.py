@@ -160,9 +160,9 @@ def pgd(net, x, y, norm, tau, steps=10, step_size=None, restarts=1, rng=None, ze
     return best
 
 
-def _keep(margin, delta, best, best_margin):
-    """Record, per example, ``delta`` where its ``margin`` beats ``best_margin``; returns the mask."""
-    better = margin < best_margin
+def _keep(margin, delta, best, best_margin, tol=0.0):
+    """Record ``delta`` where ``margin`` beats ``best_margin`` by more than ``tol`` (per example); returns the mask."""
+    better = margin < best_margin - tol
     best_margin[better] = margin[better]
     best[better] = delta[better]
     return better
@@ -199,6 +199,9 @@ def _apgd_run(oracle, x, delta, steps, eta0, tau, inf_norm, best, best_margin):
     grad = grad.copy()  # the oracle's buffer is reused by the next call
     best_grad = grad.copy()
     _keep(margin, delta, run_best, run_margin)
+    # changes within the float rounding of the margin do not count, so that neither the schedule nor the
+    # iterate kept hinges on rounding (e.g. the same attack through the net's sparse and dense backward)
+    tol = 64 * np.finfo(x.dtype).eps * np.maximum(np.abs(margin), np.finfo(x.dtype).tiny)
     eta = np.full(n, eta0)
     previous, work = delta.copy(), np.empty_like(delta)
     kernels.momentum_ascend(delta, previous, grad, eta, tau, inf_norm, 1.0, work)
@@ -207,14 +210,14 @@ def _apgd_run(oracle, x, delta, steps, eta0, tau, inf_norm, best, best_margin):
     since, eta_then, margin_then = 0, eta.copy(), run_margin.copy()
     for s in range(1, steps):
         new_margin, new_grad = oracle.margin_gradient(np.add(x, delta, out=x_adv))
-        rises += new_margin < margin
+        rises += new_margin < margin - tol
         margin = new_margin
         grad[:] = new_grad
-        better = _keep(margin, delta, run_best, run_margin)
+        better = _keep(margin, delta, run_best, run_margin, tol)
         best_grad[better] = grad[better]
         since += 1
         if s in checkpoints:
-            halve = (rises < 0.75 * since) | ((eta == eta_then) & (run_margin == margin_then))
+            halve = (rises < 0.75 * since) | ((eta == eta_then) & (run_margin >= margin_then - tol))
             eta_then, margin_then = eta.copy(), run_margin.copy()
             eta[halve] *= 0.5
             delta[halve] = run_best[halve]
@@ -223,7 +226,7 @@ def _apgd_run(oracle, x, delta, steps, eta0, tau, inf_norm, best, best_margin):
             rises[:] = 0
             since = 0
         kernels.momentum_ascend(delta, previous, grad, eta, tau, inf_norm, 0.75, work)
-    _keep(oracle.margin(np.add(x, delta, out=x_adv)), delta, run_best, run_margin)
+    _keep(oracle.margin(np.add(x, delta, out=x_adv)), delta, run_best, run_margin, tol)
     _keep(run_margin, run_best, best, best_margin)
 
 
@@ -354,7 +357,7 @@ def attack_margin(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, rn
 
 
 def first_breaker(margins):
-    r"""Per example, the attack (a key of ``margins``) that reached the lowest margin, ``""`` if none went :math:`\le 0`.
+    r"""Per example, the attack (a key of ``margins``) of lowest margin; ``""`` if none went :math:`\le 0`.
 
     Ties go to the first name in ``margins``' order (``"clean"`` first: an
     example already misclassified is not credited to an attack).
