@@ -115,9 +115,9 @@ class Config:
             raise ValueError(f"n_train must be 0 (fresh batches) or lie in [batch={self.batch}, inf), "
                              f"got {self.n_train}")
         for name in ("m", "clean_steps", "batch", "eval_size", "robust_eval_size", "pgd_steps",
-                     "restarts", "curve_points"):
+                     "restarts", "curve_points", "attack_steps"):
             check_int(name, getattr(self, name), 1)
-        for name in ("ramp_steps", "n_train", "adv_steps", "attack_steps", "baseline_steps", "seed"):
+        for name in ("ramp_steps", "n_train", "adv_steps", "baseline_steps", "seed"):
             check_int(name, getattr(self, name), 0)
         check_float("lr", self.lr, 0, closed=(False, True))
         check_float("baseline_lr", self.baseline_lr, 0, closed=(False, True))
