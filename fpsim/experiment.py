@@ -235,7 +235,7 @@ def check_memory(config, available=None):
 
 
 def check_margin(config, model=None, samples=4000, min_rate=0.02):
-    """Raise :class:`ConfigError` if the label margin rejects almost every code.
+    r"""Raise :class:`ConfigError` if the label margin rejects almost every code.
 
     Draws ``samples`` codes without the margin and measures the share with
     :math:`|\langle w^*, z\rangle| \ge \gamma`; below ``min_rate`` the
@@ -318,7 +318,7 @@ def build(config):
     return model, net
 
 
-def run_experiment(config, out_dir, progress=True, fresh=False, reuse=True):
+def run_experiment(config, out_dir, progress=True, fresh=False, reuse=True, figures=True):
     """Run the whole pipeline and write the report files.
 
     Parameters
@@ -335,6 +335,9 @@ def run_experiment(config, out_dir, progress=True, fresh=False, reuse=True):
     reuse : bool, default True
         If ``out_dir/report.json`` holds this config (and this fpsim version),
         return it without computing anything.
+    figures : bool, default True
+        Draw the figures and ``index.html`` (needs matplotlib; ``fpsim report``
+        draws them later from the saved files).
 
     Returns
     -------
@@ -415,13 +418,16 @@ def run_experiment(config, out_dir, progress=True, fresh=False, reuse=True):
     timings["baselines_s"] = time.perf_counter() - clock
     report["timings"] = timings
     _write(out_dir, report, weights)
-    if plots.available():
+    if not figures:
+        report["figures"] = "not drawn (fpsim report DIR draws them)"
+    elif plots.available():
         _say(progress, "drawing the figures and index.html")
         from .report import write_report  # the page reads the files just written
         report["figures"] = write_report(out_dir)
         atomic_write_json(os.path.join(out_dir, "report.json"), report)
     else:
         report["figures"] = "matplotlib not installed (pip install .[plot])"
+    if not isinstance(report["figures"], list):
         atomic_write_json(os.path.join(out_dir, "report.json"), report)
     return report
 

@@ -279,7 +279,8 @@ def sweep_figures(rows, axes, out_dir):
         if all(v > 0 for v in x) and max(x) / min(x) > 3:
             for ax in (acc_ax, rad_ax):
                 ax.set_xscale("log")
-        rad_ax.legend(fontsize=7)
+        if rad_ax.lines:
+            rad_ax.legend(fontsize=7)
         fig.tight_layout()
         written.append(_save(fig, out_dir, "sweep_scaling.png"))
     if len(numeric) >= 2:
