@@ -141,7 +141,8 @@ def test_unreadable_state_is_named_with_the_fix(tmp_path):
 def test_checks_before_work(tmp_path, monkeypatch):
     monkeypatch.setattr(experiment, "train_clean", _no_training)
     need = check_memory(Config(**TINY), available=10**12)
-    with pytest.raises(ConfigError, match=r"needs about .* GiB of memory \(weights .* GiB.*but only .* GiB is available"):
+    message = r"needs about .* GiB of memory \(weights .* GiB.*but only .* GiB is available"
+    with pytest.raises(ConfigError, match=message):
         check_memory(Config(**TINY), available=need - 1)
     with pytest.raises(ConfigError, match="margin gamma=100 keeps 0.00% of the codes"):
         run_experiment(Config(**TINY, margin=100.0), tmp_path, progress=False)
