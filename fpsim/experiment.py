@@ -185,7 +185,8 @@ def memory_estimate(config):
         ``{part: bytes}`` for ``weights`` (the nets' ``(m, d)`` matrices and the
         ``(d, d)`` dictionary), ``training batches``, ``training set``,
         ``evaluation`` (held-out inputs and the ``(n, m)`` pre-activations) and
-        ``certificates`` (``(n, m)`` float64 unit bounds and the ``(m, m)`` Gram matrix).
+        ``certificates`` (``(n, m)`` float64 unit bounds and the ``(m, m)`` Gram matrix)
+        and ``baselines`` (the NTK's float64 ``(m, d)`` parameters and slopes).
     """
     b = np.dtype(config.dtype).itemsize
     m, d = config.m, config.d
@@ -197,6 +198,8 @@ def memory_estimate(config):
         "evaluation": (config.eval_size * d + 2 * config.eval_size * m) * b
                       + HISTORY_EVAL_SIZE * (d + 2 * m) * b,
         "certificates": 6 * config.robust_eval_size * m * 8 + 2 * m * m * 8,
+        "baselines": (3 * m * d * 8 + config.eval_size * d * 8 + 3 * (config.robust_eval_size + config.batch) * m * 8
+                      if config.baseline_steps else 0),
     }
 
 
@@ -448,6 +451,13 @@ def load_finished(config, out_dir):
     return None
 
 
+def finished_phases(config, out_dir):
+    """The training phases of ``config`` already saved as finished in ``out_dir`` (``"clean"``, ``"adversarial"``)."""
+    state = os.path.join(os.fspath(out_dir), ".fpsim")
+    return [phase for phase in ("clean", "adversarial")
+            if os.path.exists(os.path.join(state, f"{phase}-{config.phase_key(phase)}.npz"))]
+
+
 def _say(progress, message):
     if progress:
         print(f"[fpsim] {message}", file=sys.stderr, flush=True)
@@ -494,7 +504,9 @@ def evaluate_net(net, model, x, y, config, progress=False, label="net"):
                        "dense_direction": float(dense.mean()),
                        "certified_by": dict(zip(methods.tolist(), counts.tolist()))},
             "curve": {"tau": curve["taus"].tolist(), "lower": curve["lower"].tolist(),
-                      "upper": curve["upper"].tolist(), "n": n},
+                      "upper": curve["upper"].tolist(), "n": n,
+                      "lower_ci95": [accuracy_entry(v, n)["ci95"] for v in curve["lower"].tolist()],
+                      "upper_ci95": [accuracy_entry(v, n)["ci95"] for v in curve["upper"].tolist()]},
             "intervals": {"accuracy": accuracy_entry(accuracy, len(y)),
                           "robust_lower": accuracy_entry(res.lower, n),
                           "robust_upper": accuracy_entry(res.upper, n),

@@ -59,6 +59,12 @@ def robust_bands(report, out_dir):
         ax.fill_between(curve["tau"], curve["lower"], curve["upper"], color=color, alpha=0.25)
         ax.plot(curve["tau"], curve["upper"], color=color, label=f"{phase} net: attacked (upper)")
         ax.plot(curve["tau"], curve["lower"], color=color, ls="--", label=f"{phase} net: certified (lower)")
+        for key in ("lower_ci95", "upper_ci95"):  # the 95 % interval of each end, as thin error bars
+            if curve.get(key):
+                low, high = np.asarray(curve[key]).T
+                ends = np.asarray(curve[key.split("_")[0]])
+                ax.errorbar(curve["tau"], ends, yerr=[ends - low, high - ends], fmt="none", ecolor=color,
+                            elinewidth=0.7, capsize=2)
     markers = iter("osD^v<>p*h")
     for name, runs in (report.get("baselines") or {}).items():
         for regime, res in runs.items():

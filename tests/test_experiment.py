@@ -87,6 +87,8 @@ def test_evaluation_options_reuse_training_and_a_finished_run_is_read_back(tmp_p
     changed = run_experiment(config.replace(eval_size=150, pgd_steps=2, curve_points=2), tmp_path,
                              progress=False, figures=False)
     assert changed["config"]["eval_size"] == 150 and changed["history"] == first["history"]
+    assert experiment.finished_phases(config.replace(eval_size=150), tmp_path) == ["clean", "adversarial"]
+    assert experiment.finished_phases(config.replace(tau=0.2), tmp_path) == ["clean"]
     monkeypatch.setattr(experiment, "evaluate_net", _no_training)  # finished: nothing is recomputed
     assert run_experiment(config.replace(eval_size=150, pgd_steps=2, curve_points=2), tmp_path,
                           progress=False, figures=False) == changed
