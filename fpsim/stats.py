@@ -46,7 +46,9 @@ def wilson(successes, n, z=Z95):
     centre = p + z * z / (2 * n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
     den = 1 + z * z / n
-    return max(0.0, (centre - half) / den), min(1.0, (centre + half) / den)
+    low = 0.0 if p == 0 else max(0.0, (centre - half) / den)  # exact ends: no rounding past p
+    high = 1.0 if p == 1 else min(1.0, (centre + half) / den)
+    return low, high
 
 
 def accuracy_entry(fraction, n):
