@@ -63,7 +63,7 @@ def robust_bands(report, out_dir):
             if curve.get(key):
                 low, high = np.asarray(curve[key]).T
                 ends = np.asarray(curve[key.split("_")[0]])
-                ax.errorbar(curve["tau"], ends, yerr=[ends - low, high - ends], fmt="none", ecolor=color,
+                ax.errorbar(curve["tau"], ends, yerr=np.maximum([ends - low, high - ends], 0), fmt="none", ecolor=color,
                             elinewidth=0.7, capsize=2)
     markers = iter("osD^v<>p*h")
     for name, runs in (report.get("baselines") or {}).items():
@@ -73,7 +73,7 @@ def robust_bands(report, out_dir):
                 continue
             low, high = entry["ci95"]
             shift = tau * (0.02 if regime == "clean" else 0.05)
-            ax.errorbar([tau + shift], [entry["value"]], yerr=[[entry["value"] - low], [high - entry["value"]]],
+            ax.errorbar([tau + shift], [entry["value"]], yerr=np.maximum([[entry["value"] - low], [high - entry["value"]]], 0),
                         fmt=next(markers, "o"), color="gray" if regime == "clean" else "black", ms=5,
                         capsize=3, label=f"C6 {name} ({regime}): {res['robust_kind']}")
     if not ax.lines:
