@@ -63,19 +63,21 @@ def robust_bands(report, out_dir):
             if curve.get(key):
                 low, high = np.asarray(curve[key]).T
                 ends = np.asarray(curve[key.split("_")[0]])
-                ax.errorbar(curve["tau"], ends, yerr=np.maximum([ends - low, high - ends], 0), fmt="none", ecolor=color,
-                            elinewidth=0.7, capsize=2)
-    markers = iter("osD^v<>p*h")
-    for name, runs in (report.get("baselines") or {}).items():
+                ax.errorbar(curve["tau"], ends, yerr=np.maximum([ends - low, high - ends], 0), fmt="none",
+                            ecolor=color, elinewidth=0.7, capsize=2)
+    palette = ("tab:green", "tab:orange", "tab:purple", "tab:brown", "tab:olive", "tab:cyan")
+    for k, (name, runs) in enumerate((report.get("baselines") or {}).items()):
         for regime, res in runs.items():
             entry = (res.get("intervals") or {}).get("robust")
             if entry is None:
                 continue
             low, high = entry["ci95"]
-            shift = tau * (0.02 if regime == "clean" else 0.05)
-            ax.errorbar([tau + shift], [entry["value"]], yerr=np.maximum([[entry["value"] - low], [high - entry["value"]]], 0),
-                        fmt=next(markers, "o"), color="gray" if regime == "clean" else "black", ms=5,
-                        capsize=3, label=f"C6 {name} ({regime}): {res['robust_kind']}")
+            shift = tau * 0.015 * (2 * k + (regime == "adversarial") + 1)  # side by side, right of tau
+            yerr = np.maximum([[entry["value"] - low], [high - entry["value"]]], 0)
+            ax.errorbar([tau + shift], [entry["value"]], yerr=yerr, fmt="o" if regime == "adversarial" else "s",
+                        mfc=palette[k % len(palette)] if regime == "adversarial" else "white",
+                        color=palette[k % len(palette)], ms=5, capsize=3,
+                        label=f"C6 {name} ({regime} training): {res['robust_kind']}")
     if not ax.lines:
         plt.close(fig)
         return None
