@@ -147,8 +147,8 @@ def main(argv=None):
             report = run_experiment(config, args.out, progress=not args.quiet, fresh=args.fresh)
     except (DivergenceError, UnreadableStateError, ConfigError) as err:
         return _error(err, 1)
-    written = ["report.json", "weights.npz"] + (["index.html"] if isinstance(report.get("figures"), list) else [])
-    print(f"fpsim: wrote {', '.join(f'{args.out}/{name}' for name in written)}")
+    files = ["report.json", "weights.npz"] + (["index.html"] if isinstance(report.get("figures"), list) else [])
+    print(f"fpsim: results in {', '.join(f'{args.out}/{name}' for name in files)}")
     if not isinstance(report.get("figures"), list):
         print(f"fpsim: no figures: {report.get('figures')}")
     _print_claims(report)
