@@ -619,7 +619,8 @@ def _phase(state_dir, name, key, net0, progress, train):
             raise UnreadableStateError(f"checkpoint {ckpt} holds non-finite weights; delete it or rerun "
                                        "with --fresh")
     try:
-        net, history = train(ckpt)
+        with np.errstate(over="ignore", invalid="ignore"):  # a divergence is reported below, by name
+            net, history = train(ckpt)
     except (DivergenceError, FloatingPointError, ValueError) as err:
         if not isinstance(err, FloatingPointError) and "NaN or inf" not in str(err):
             raise  # a genuine input error, not a divergence
