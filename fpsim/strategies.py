@@ -38,6 +38,7 @@ Strategies
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -71,13 +72,32 @@ def _strategy(value, default):
     return st.just(value)
 
 
+# Strategies are built once and cached: building one inside a composite on every draw
+# dominates the cost of generating and shrinking examples.
+@functools.lru_cache(maxsize=None)
 def _floats(low, high):
-    return st.floats(low, high, allow_nan=False, allow_infinity=False)
+    return st.floats(float(low), float(high), allow_nan=False, allow_infinity=False, allow_subnormal=False)
+
+
+@functools.lru_cache(maxsize=None)
+def _integers(low, high):
+    return st.integers(int(low), int(high))
+
+
+@functools.lru_cache(maxsize=None)
+def _sampled(choices):
+    return st.sampled_from(choices)
+
+
+_SIGNS = st.sampled_from([1, -1])
+_BOOLEANS = st.booleans()
+_MARGIN_FRACTION = st.one_of(st.just(0.0), _floats(0.0, 0.5))
+_NOISE = st.one_of(st.just(0.0), _floats(0.0, 1.0))
 
 
 def seeds(max_value=2**16):
     """Integer seeds in ``[0, max_value]`` (shrink to 0)."""
-    return st.integers(0, max_value)
+    return _integers(0, max_value)
 
 
 def norms():
@@ -95,7 +115,7 @@ def _matrix(draw, rows, d, elements):
     if high * d <= DRAWN_ENTRIES:
         values = draw(st.lists(st.lists(elements, min_size=d, max_size=d), min_size=low, max_size=high))
         return np.array(values, dtype=np.float64).reshape(len(values), d)
-    n = draw(st.integers(low, high))
+    n = draw(_integers(low, high))
     return np.random.default_rng(draw(seeds())).standard_normal((n, d))
 
 
@@ -107,6 +127,7 @@ def _sizes(value, low, high):
 
 
 # -- data ----------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
 def _pairs(low, high, width):
     """Pairs ``(a, b)`` with ``low <= a <= high`` and ``a <= b <= a + width``."""
     return st.tuples(_floats(low, high), _floats(0.0, width)).map(lambda p: (p[0], p[0] + p[1]))
@@ -146,22 +167,22 @@ def sparse_coding_models(draw, d=None, k=None, dictionary=None, noise=None, magn
     -------
     strategy of SparseCodingModel
     """
-    kind = draw(_strategy(dictionary, st.sampled_from(DICTIONARIES)))
-    d = draw(_strategy(d, st.integers(2, max(2, max_d))))
+    kind = draw(_strategy(dictionary, _sampled(DICTIONARIES)))
+    d = draw(_strategy(d, _integers(2, max(2, max_d))))
     if kind == "hadamard":
         d = 2 ** int(np.floor(np.log2(d)))
-    k = draw(_strategy(k, _floats(1.0, d).filter(lambda v: v < d)))
-    noise = draw(_strategy(noise, st.one_of(st.just(0.0), _floats(0.0, 1.0))))
+    k = draw(_strategy(k, _floats(1.0, np.nextafter(float(d), 0.0))))
+    noise = draw(_strategy(noise, _NOISE))
     magnitude = draw(_strategy(magnitude, _pairs(0.5, 2.0, 1.0)))
     teacher = draw(_strategy(teacher, _pairs(0.1, 1.0, 1.0)))
     if margin is None:
-        smallest = teacher[0] * min(magnitude[0] / np.sqrt(k), 1.0)
-        margin = st.one_of(st.just(0.0), _floats(0.0, 0.5).map(lambda f: f * smallest))
-    margin = draw(_strategy(margin, None))
+        margin = draw(_MARGIN_FRACTION) * teacher[0] * min(magnitude[0] / np.sqrt(k), 1.0)
+    else:
+        margin = draw(_strategy(margin, None))
     options = {name: draw(_strategy(value, None)) for name, value in extra.items()}
     return SparseCodingModel(d, k, dictionary=kind, noise=noise, magnitude=magnitude, teacher=teacher,
                              margin=margin, seed=draw(_strategy(seed, seeds())),
-                             dtype=draw(_strategy(dtype, st.sampled_from(FLOAT_DTYPES))), **options)
+                             dtype=draw(_strategy(dtype, _sampled(FLOAT_DTYPES))), **options)
 
 
 @st.composite
@@ -172,7 +193,7 @@ def batches(draw, model, n=None, max_n=8):
     shapes ``(n, d)``, ``(n,)``, ``(n, d)``.
     """
     model = draw(_strategy(model, None))
-    n = draw(_strategy(n, st.integers(1, max_n)))
+    n = draw(_strategy(n, _integers(1, max_n)))
     return model.sample(n, np.random.default_rng(draw(seeds())))
 
 
@@ -189,14 +210,14 @@ def gaussian_batches(draw, d, n=None, max_n=8, scale=1.0, dtype=np.float64):
         n = draw(n)
     x = scale * _matrix(draw, _sizes(n, 1, max_n), d, _floats(-3.0, 3.0))
     n = x.shape[0]
-    y = np.array(draw(st.lists(st.sampled_from([1, -1]), min_size=n, max_size=n)), dtype=np.int8)
+    y = np.array(draw(st.lists(_SIGNS, min_size=n, max_size=n)), dtype=np.int8)
     return x.astype(draw(_strategy(dtype, None))), y
 
 
 # -- networks ------------------------------------------------------------------------------
 @st.composite
 def _activations(draw, activation):
-    name = draw(_strategy(activation, st.sampled_from(ACTIVATIONS)))
+    name = draw(_strategy(activation, _sampled(ACTIVATIONS)))
     if name == "relu":
         return dict(activation="relu")
     return dict(activation="smooth", q=draw(_floats(2.0, 4.0)), rho=draw(_floats(0.05, 1.0)))
@@ -235,16 +256,16 @@ def nets(draw, m=None, d=None, threshold=None, threshold_kind=None, activation=N
     -------
     strategy of TwoLayerNet
     """
-    d = draw(_strategy(d, st.integers(1, max_d)))
+    d = draw(_strategy(d, _integers(1, max_d)))
     if isinstance(m, SearchStrategy):
         m = draw(m)
     W = _matrix(draw, _sizes(m, 1, max_m), d, _floats(-2.0, 2.0))
     m = W.shape[0]
-    if m > 1 and draw(_strategy(shared, st.booleans())):
+    if m > 1 and draw(_strategy(shared, _BOOLEANS)):
         W[: m // 2] += _matrix(draw, (1, 1), d, _floats(-2.0, 2.0))
-    kind = draw(_strategy(threshold_kind, st.sampled_from(THRESHOLD_KINDS)))
+    kind = draw(_strategy(threshold_kind, _sampled(THRESHOLD_KINDS)))
     theta = draw(_strategy(threshold, _floats(0.0, max_threshold)))
-    dtype = draw(_strategy(dtype, st.sampled_from(FLOAT_DTYPES)))
+    dtype = draw(_strategy(dtype, _sampled(FLOAT_DTYPES)))
     return TwoLayerNet(W.astype(dtype), threshold=Threshold(theta, kind=kind), **draw(_activations(activation)))
 
 
@@ -289,9 +310,9 @@ def near_ideal_nets(draw, model, dense, m=None, threshold=None, scale=None, acti
     rho = draw(_strategy(dense, None))
     if rho < 0:
         raise ValueError(f"dense must be >= 0, got {rho}")
-    m = draw(_strategy(m, st.integers(1, max_m)))
-    theta = draw(_strategy(threshold, _floats(0.3, 0.7).map(lambda c: c / np.sqrt(model.k))))
-    atoms = draw(st.lists(st.integers(0, model.d - 1), min_size=m, max_size=m))
+    m = draw(_strategy(m, _integers(1, max_m)))
+    theta = draw(_floats(0.3, 0.7)) / np.sqrt(model.k) if threshold is None else draw(_strategy(threshold, None))
+    atoms = draw(st.lists(_integers(0, model.d - 1), min_size=m, max_size=m))
     alphas = [draw(_strategy(scale, _floats(0.5, 2.0))) for _ in range(m)]
     A = np.zeros((m, model.d))
     for i, (j, alpha) in enumerate(zip(atoms, alphas)):
@@ -323,11 +344,11 @@ def trained_nets(draw, model, m=None, steps=None, threshold=None, lr=None, batch
     from .train import train_clean  # train sits above network in the import order
 
     model = draw(_strategy(model, None))
-    m = draw(_strategy(m, st.integers(1, max_m)))
+    m = draw(_strategy(m, _integers(1, max_m)))
     theta = draw(_strategy(threshold, _floats(0.0, 0.7 / np.sqrt(model.k))))
     net = TwoLayerNet.random(m, model.d, sigma0=1.0 / np.sqrt(model.d), threshold=theta,
                              seed=draw(seeds()), dtype=model.dtype)
-    steps = draw(_strategy(steps, st.integers(1, max_steps)))
+    steps = draw(_strategy(steps, _integers(1, max_steps)))
     lr = draw(_strategy(lr, _floats(0.05, 1.0)))
     trained, _ = train_clean(net, model, steps, batch, lr, seed=draw(seeds()), eval_size=4)
     return trained
@@ -371,13 +392,13 @@ def radii(draw, net, norm, side=None, max_factor=3.0):
     """
     net = draw(_strategy(net, None))
     critical = threshold_radius(net, draw(_strategy(norm, None)))
-    side = draw(_strategy(side, st.sampled_from(("below", "above"))))
+    side = draw(_strategy(side, _sampled(("below", "above"))))
     if side not in ("below", "above"):
         raise ValueError(f"side must be one of ['above', 'below'], got {side!r}")
     if not np.isfinite(critical):
         critical = 1.0
     if side == "below":
-        return 0.0 if critical == 0 else draw(_floats(0.0, critical).filter(lambda t: t < critical))
+        return 0.0 if critical == 0 else draw(_floats(0.0, np.nextafter(critical, 0.0)))
     if critical == 0:
         return draw(_floats(0.0, 1.0))
     return draw(_floats(critical, max_factor * critical))
@@ -445,6 +466,22 @@ def problems(draw, net=None, model=None, n=None, norm=None, tau=None, max_n=6):
 
 
 # -- configs -------------------------------------------------------------------------------
+@functools.lru_cache(maxsize=None)
+def _config_fields(max_m):
+    """Strategies of the Config fields that do not depend on the data model."""
+    maybe = lambda value, strategy: st.one_of(st.just(value), strategy)  # noqa: E731
+    return dict(
+        m=_integers(1, max_m), sigma0=maybe(0.0, _floats(0.01, 1.0)), threshold=_floats(0.0, 1.0),
+        threshold_end=maybe(-1.0, _floats(0.0, 1.0)), ramp_steps=_integers(0, 3),
+        threshold_kind=_sampled(THRESHOLD_KINDS), activation=_sampled(ACTIVATIONS), q=_floats(2.0, 4.0),
+        rho=_floats(0.01, 1.0), clean_steps=_integers(1, 3), batch=_integers(1, 16), lr=_floats(0.01, 1.0),
+        weight_decay=maybe(0.0, _floats(0.0, 0.1)), n_train=maybe(0, _integers(1, 32)),
+        adv_steps=_integers(0, 3), adv_lr=maybe(0.0, _floats(0.01, 1.0)), attack=_sampled(("pgd", "fgm")),
+        norm=_sampled(("2", "inf")), tau=_floats(0.0, 1.0), attack_steps=_integers(0, 3),
+        pgd_steps=_integers(1, 3), restarts=_integers(1, 2), curve_points=_integers(1, 3),
+        baseline_steps=_integers(0, 3), baseline_lr=_floats(0.01, 1.0))
+
+
 @st.composite
 def configs(draw, max_d=16, max_m=8, **fields):
     """Valid :class:`~fpsim.experiment.Config` objects of small, fast experiments.
@@ -456,24 +493,13 @@ def configs(draw, max_d=16, max_m=8, **fields):
     """
     from .experiment import Config
 
-    model = draw(sparse_coding_models(max_d=max_d, dtype=st.sampled_from(("float32", "float64"))))
-    eval_size = draw(st.integers(1, 16))
+    model = draw(sparse_coding_models(max_d=max_d, dtype=_sampled(("float32", "float64"))))
+    eval_size = draw(_integers(1, 16))
     drawn = dict(
         d=model.d, k=model.k, dictionary=model.dictionary_kind, noise=model.noise,
         magnitude=model.magnitude, teacher=model.teacher, margin=model.margin, seed=model.seed,
-        dtype=np.dtype(model.dtype).name,
-        m=st.integers(1, max_m), sigma0=st.one_of(st.just(0.0), _floats(0.01, 1.0)),
-        threshold=_floats(0.0, 1.0), threshold_end=st.one_of(st.just(-1.0), _floats(0.0, 1.0)),
-        ramp_steps=st.integers(0, 3), threshold_kind=st.sampled_from(THRESHOLD_KINDS),
-        activation=st.sampled_from(ACTIVATIONS), q=_floats(2.0, 4.0), rho=_floats(0.01, 1.0),
-        clean_steps=st.integers(1, 3), batch=st.integers(1, 16), lr=_floats(0.01, 1.0),
-        weight_decay=st.one_of(st.just(0.0), _floats(0.0, 0.1)),
-        n_train=st.one_of(st.just(0), st.integers(1, 32)), adv_steps=st.integers(0, 3),
-        adv_lr=st.one_of(st.just(0.0), _floats(0.01, 1.0)), attack=st.sampled_from(("pgd", "fgm")),
-        norm=st.sampled_from(("2", "inf")), tau=_floats(0.0, 1.0), attack_steps=st.integers(0, 3),
-        eval_size=eval_size, robust_eval_size=st.integers(1, eval_size), pgd_steps=st.integers(1, 3),
-        restarts=st.integers(1, 2), curve_points=st.integers(1, 3), baseline_steps=st.integers(0, 3),
-        baseline_lr=_floats(0.01, 1.0))
+        dtype=np.dtype(model.dtype).name, eval_size=eval_size,
+        robust_eval_size=_integers(1, eval_size), **_config_fields(max_m))
     drawn.update(fields)
     known = {f.name for f in dataclasses.fields(Config)}
     return Config(**{name: draw(_strategy(value, None)) for name, value in drawn.items() if name in known})
@@ -506,12 +532,12 @@ def invalid_configs(draw):
 
     known = {f.name for f in dataclasses.fields(Config)}
     cases = [case for case in _INVALID if case[0] in known]
-    field, value = draw(st.sampled_from(cases + [("k", "k >= d"), ("robust_eval_size", "> eval_size")]))
+    field, value = draw(_sampled(tuple(cases) + (("k", "k >= d"), ("robust_eval_size", "> eval_size"))))
     if field == "k" and isinstance(value, str):
-        d = draw(st.integers(2, 16))
-        return {"d": d, "k": float(draw(st.integers(d, 2 * d)))}, "k"
+        d = draw(_integers(2, 16))
+        return {"d": d, "k": float(draw(_integers(d, 2 * d)))}, "k"
     if field == "robust_eval_size":
-        size = draw(st.integers(1, 16))
-        return {"eval_size": size, "robust_eval_size": size + draw(st.integers(1, 4))}, field
+        size = draw(_integers(1, 16))
+        return {"eval_size": size, "robust_eval_size": size + draw(_integers(1, 4))}, field
     return {field: value}, field
 
