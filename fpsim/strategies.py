@@ -426,6 +426,9 @@ class Problem:
     def __iter__(self):
         return iter((self.net, self.x, self.y, self.norm, self.tau))
 
+    def _repr_pretty_(self, printer, cycle):  # hypothesis' "Falsifying example" uses this
+        printer.text(repr(self))
+
     def __repr__(self):
         net = self.net
         act = "" if net.activation == "relu" else f", activation='smooth', q={net.q:g}, rho={net.rho:g}"
