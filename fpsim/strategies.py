@@ -72,11 +72,22 @@ def _strategy(value, default):
     return st.just(value)
 
 
+#: Drawn numbers smaller than this in magnitude are set to 0.  Squares of weights below
+#: ~1e-154 underflow, and fpsim's bounds are not written for that regime (found by these
+#: strategies: the "gram" bound, from W W^T, certified a broken example at |w| = 1e-186),
+#: nor is the MILP's solver, whose tolerances are absolute.
+TINY = 1e-6
+
+
 # Strategies are built once and cached: building one inside a composite on every draw
 # dominates the cost of generating and shrinking examples.
 @functools.lru_cache(maxsize=None)
 def _floats(low, high):
-    return st.floats(float(low), float(high), allow_nan=False, allow_infinity=False, allow_subnormal=False)
+    """Finite floats in ``[low, high]``; when 0 is in the range, magnitudes below :data:`TINY` become 0."""
+    floats = st.floats(float(low), float(high), allow_nan=False, allow_infinity=False, allow_subnormal=False)
+    if low <= 0 <= high:
+        return floats.map(lambda v: 0.0 if abs(v) < TINY else v)
+    return floats
 
 
 @functools.lru_cache(maxsize=None)
@@ -103,17 +114,6 @@ def seeds(max_value=2**16):
 def norms():
     """The perturbation norms ``2`` and ``numpy.inf`` (shrinks to 2)."""
     return st.sampled_from([2, np.inf])
-
-
-#: Drawn entries smaller than this in magnitude are set to 0.  Squares of weights below
-#: ~1e-154 underflow, and fpsim's bounds are not written for that regime (found by these
-#: strategies: the "gram" bound, from W W^T, certified a broken example at |w| = 1e-186).
-TINY = 1e-6
-
-
-def _entries(low, high):
-    """Floats in ``[low, high]`` that are 0 or at least :data:`TINY` in magnitude."""
-    return _floats(low, high).map(lambda v: 0.0 if abs(v) < TINY else v)
 
 
 def _matrix(draw, rows, d, elements):
@@ -220,7 +220,7 @@ def gaussian_batches(draw, d, n=None, max_n=8, scale=1.0, dtype=np.float64):
     d = draw(_strategy(d, None))
     if isinstance(n, SearchStrategy):
         n = draw(n)
-    x = scale * _matrix(draw, _sizes(n, 1, max_n), d, _entries(-3.0, 3.0))
+    x = scale * _matrix(draw, _sizes(n, 1, max_n), d, _floats(-3.0, 3.0))
     n = x.shape[0]
     y = np.array(draw(st.lists(_SIGNS, min_size=n, max_size=n)), dtype=np.int8)
     return x.astype(draw(_strategy(dtype, None))), y
@@ -272,10 +272,10 @@ def nets(draw, m=None, d=None, threshold=None, threshold_kind=None, activation=N
     d = draw(_strategy(d, _integers(1, max_d)))
     if isinstance(m, SearchStrategy):
         m = draw(m)
-    W = _matrix(draw, _sizes(m, 1, max_m), d, _entries(-2.0, 2.0))
+    W = _matrix(draw, _sizes(m, 1, max_m), d, _floats(-2.0, 2.0))
     m = W.shape[0]
     if m > 1 and draw(_strategy(shared, _BOOLEANS)):
-        W[: m // 2] += _matrix(draw, (1, 1), d, _entries(-2.0, 2.0))
+        W[: m // 2] += _matrix(draw, (1, 1), d, _floats(-2.0, 2.0))
     kind = draw(_strategy(threshold_kind, _sampled(THRESHOLD_KINDS)))
     theta = draw(_strategy(threshold, _floats(0.0, max_threshold)))
     dtype = draw(_strategy(dtype, _sampled(FLOAT_DTYPES)))
@@ -401,7 +401,7 @@ def radii(draw, net, norm, side=None, max_factor=3.0):
         ``below``: :math:`\tau \in [0, \tau_\theta)` (shrinks to 0); ``above``:
         :math:`\tau \in [\tau_\theta, \text{max\_factor}\,\tau_\theta]`.  Default: either.
         With :math:`\tau_\theta = 0` (no threshold) ``below`` gives 0 and
-        ``above`` a radius in ``[0, 1]``.
+        ``above`` a radius in ``[0, 1]`` (0 or at least :data:`TINY`).
     """
     net = draw(_strategy(net, None))
     critical = threshold_radius(net, draw(_strategy(norm, None)))

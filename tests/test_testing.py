@@ -34,7 +34,7 @@ def test_unsound_bound_is_caught_under_hypothesis():
     @INNER
     @given(problem=problems())
     def halved_radius_is_sound(problem):
-        assert_sound(per_unit_half_radius, *problem)
+        assert_sound(per_unit_half_radius, *problem, pgd_steps=10, restarts=2)
 
     with pytest.raises(AssertionError, match="per_unit_half_radius is unsound") as caught:
         halved_radius_is_sound()
