@@ -5,7 +5,7 @@ from hypothesis import Phase, assume, given, settings, strategies as st
 
 from fpsim import TwoLayerNet
 from fpsim.certify import METHODS, certified_margins
-from fpsim.strategies import nets, norms, problems, seeds
+from fpsim.strategies import nets, problems, seeds
 from fpsim.testing import (assert_close_to_finite_differences, assert_sound, assert_tighter,
                            rounding_tolerance, worst_case)
 
