@@ -117,10 +117,11 @@ def norms():
 
 
 def _matrix(draw, rows, d, elements):
-    """A float64 ``(n, d)`` array, ``n`` from the strategy ``rows``.
+    """A float64 ``(n, d)`` array with ``rows = (low, high)`` bounding ``n``.
 
-    Drawn row by row, entry by entry when small (hypothesis deletes rows and
-    zeroes entries when it shrinks); larger arrays are N(0, 1) from a drawn seed.
+    Drawn row by row, entry by entry from ``elements`` when ``high * d <=``
+    :data:`DRAWN_ENTRIES` (hypothesis deletes rows and zeroes entries when it
+    shrinks); larger arrays are N(0, 1) from a drawn seed.
     """
     low, high = rows
     if high * d <= DRAWN_ENTRIES:
