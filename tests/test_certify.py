@@ -6,9 +6,9 @@ from fpsim import SparseCodingModel, TwoLayerNet
 from fpsim.attacks import pgd, random_in_ball
 from fpsim.certify import (METHODS, certified_margins, critical_radius, exact_robust_accuracy,
                            robust_accuracy, robust_curve)
+from fpsim.strategies import nets, problems, seeds
 
 NORMS = [2, np.inf]
-ACTIVATIONS = [dict(activation="relu"), dict(activation="smooth", q=2.0, rho=0.3)]
 
 
 def _tiny(seed, d, m, theta, n=6, **act):
@@ -22,13 +22,16 @@ def _tiny(seed, d, m, theta, n=6, **act):
     return net, x, y
 
 
-tiny = dict(seed=st.integers(0, 2**16), d=st.integers(1, 4), m=st.integers(1, 6),
-            theta=st.floats(0.0, 0.8), tau=st.floats(0.0, 0.6))
+def tiny(norm=None, activation=None):
+    """Tiny float64 nets (d <= 4, m <= 6, half the rows often sharing a direction), six inputs."""
+    net = nets(max_m=6, max_d=4, threshold_kind="relative", max_threshold=0.8, dtype=np.float64,
+               activation=activation)
+    return problems(net=net, n=6, norm=norm, tau=st.floats(0.0, 0.6))
 
 
-@given(**tiny)
-def test_certificate_exact_and_attack_are_ordered_on_tiny_linf_nets(seed, d, m, theta, tau):
-    net, x, y = _tiny(seed, d, m, theta)
+@given(problem=tiny(norm=np.inf, activation="relu"), seed=seeds())
+def test_certificate_exact_and_attack_are_ordered_on_tiny_linf_nets(problem, seed):
+    net, x, y, _, tau = problem
     result = robust_accuracy(net, x, y, "inf", tau, pgd_steps=10, restarts=2, rng=seed)
     exact = exact_robust_accuracy(net, x, y, tau)
     # The MILP's minimiser is feasible and attains the reported minimum.
@@ -44,9 +47,9 @@ def test_certificate_exact_and_attack_are_ordered_on_tiny_linf_nets(seed, d, m, 
     assert result.lower <= exact.accuracy <= result.upper
 
 
-@given(norm=st.sampled_from(NORMS), act=st.sampled_from(ACTIVATIONS), **tiny)
-def test_no_perturbation_in_the_ball_goes_below_the_certified_margin(seed, d, m, theta, tau, norm, act):
-    net, x, y = _tiny(seed, d, m, theta, **act)
+@given(problem=tiny(), seed=seeds())
+def test_no_perturbation_in_the_ball_goes_below_the_certified_margin(problem, seed):
+    net, x, y, norm, tau = problem
     result = robust_accuracy(net, x, y, norm, tau, pgd_steps=5, restarts=1, rng=seed)
     rng = np.random.default_rng(seed)
     inf_norm = norm == np.inf

@@ -3,6 +3,7 @@ import pytest
 from hypothesis import given, strategies as st
 
 from fpsim import SparseCodingModel, TrainingData
+from fpsim.strategies import seeds, sparse_coding_models
 
 
 @pytest.mark.parametrize("kind,d", [("identity", 16), ("random", 30), ("hadamard", 32)])
@@ -11,10 +12,11 @@ def test_dictionary_is_orthogonal(kind, d):
     np.testing.assert_allclose(M.T @ M, np.eye(d), atol=1e-12)
 
 
-@given(d=st.integers(8, 120), k_frac=st.floats(0.02, 0.5), seed=st.integers(0, 2**31))
-def test_code_statistics(d, k_frac, seed):
-    k = max(1.0, k_frac * d)
-    model = SparseCodingModel(d, k, seed=seed % 1000, dtype=np.float64)
+@given(model=sparse_coding_models(d=st.integers(8, 120), dictionary="random", noise=0.0,
+                                  magnitude=(1.0, 2.0), margin=0.0, dtype=np.float64),
+       seed=seeds(2**31))
+def test_code_statistics(model, seed):
+    k = model.k
     n = 4000
     x, y, z = model.sample(n, seed)
     nnz = (z != 0).sum(axis=1)

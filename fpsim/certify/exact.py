@@ -86,6 +86,10 @@ def exact_robust_accuracy(net, x, y, tau, max_units=32, max_dim=64, time_limit=1
         raise ValueError(f"exact_robust_accuracy is limited to d <= max_dim={max_dim}, got d={net.d}")
     W = net.W.astype(np.float64)
     bias = net.bias().astype(np.float64)
+    # f is positively homogeneous in (W, b): solve at unit weight scale, where the solver's absolute
+    # tolerances are small against the margin (at |w| ~ 1e-5 they were not), and scale back.
+    scale = float(np.abs(W).max()) or 1.0
+    W, bias = W / scale, bias / scale
     u = x.astype(np.float64) @ W.T
     radius = tau * np.abs(W).sum(axis=1)
     margins, deltas = [], []
@@ -93,7 +97,7 @@ def exact_robust_accuracy(net, x, y, tau, max_units=32, max_dim=64, time_limit=1
         margin, delta = _solve_exact(W, bias, u[b], radius, float(y[b]), tau, time_limit)
         margins.append(margin)
         deltas.append(delta)
-    margins = np.array(margins)
+    margins = np.array(margins) * scale
     return ExactRobustness(tau=tau, min_margin=margins, robust=margins > 0, delta=np.array(deltas))
 
 
@@ -148,6 +152,7 @@ def _solve_exact(W, bias, u, radius, y, tau, time_limit):
         raise RuntimeError(f"exact_robust_accuracy: MILP not solved to optimality "
                            f"({result.message}; {time.perf_counter() - started:.1f}s, "
                            f"time_limit={time_limit}s); raise time_limit or shrink the net")
-    return float(result.fun + constant), result.x[:d].copy()
+    # the solver meets the bounds only to its feasibility tolerance (~1e-9 seen): return a point in the ball
+    return float(result.fun + constant), np.clip(result.x[:d], -tau, tau)
 
 
