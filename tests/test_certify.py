@@ -170,3 +170,22 @@ def test_lazy_spectral_bound_certifies_exactly_what_exhaustive_solving_does():
         others = np.max([bounds[k] for k in bounds if k != "spectral"], axis=0)
         full = np.maximum(others, exhaustive) > slack
         np.testing.assert_array_equal(fast, full)
+
+
+@pytest.mark.parametrize("scale", [1e-186, 1e-120, 1e-20, 1.0, 1e120])
+@pytest.mark.parametrize("norm", NORMS)
+def test_tiny_or_huge_weights_never_certify_a_broken_example(scale, norm):
+    # W W^T underflows for |w| ~ 1e-160: the second-order bounds must not read that as "nothing moves".
+    rng = np.random.default_rng(1)
+    W = scale * rng.standard_normal((6, 3))
+    net = TwoLayerNet(W, threshold=0.0)
+    x = rng.standard_normal((40, 3))
+    y = np.where(rng.random(40) < 0.5, -1, 1)
+    result = robust_accuracy(net, x, y, norm, 0.5, rng=0)
+    assert np.all(~result.certified | result.survived)
+    for name, bound in certified_margins(net, x, y, norm, 0.5).items():
+        assert np.all(bound <= result.attack_margin + 1e-9 * np.abs(result.attack_margin)), name
+    # A linear net (threshold 0) is certified exactly: y f(x) - tau ||sum_i w_i||_q for every scale.
+    total = W.sum(axis=0)
+    exact = y * (x @ total) - 0.5 * scale * np.linalg.norm(total / scale, ord=1 if norm == np.inf else 2)
+    assert np.all(result.certified_margin >= exact - 1e-9 * np.abs(exact))

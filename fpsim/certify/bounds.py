@@ -121,7 +121,12 @@ def _certify(net, x, y, norm, tau, dictionary=None):
     bias = net.bias().astype(np.float64)
     yf = y.astype(np.float64)
     u = x.astype(np.float64) @ W.T
-    radius = tau * np.linalg.norm(W, ord=1 if norm == np.inf else 2, axis=1)
+    # Squares of weights underflow for |w| ~ 1e-160 (a zero norm or Gram entry would certify broken
+    # examples): norms and second-order quantities are formed from W / scale and scaled back (every
+    # bound is homogeneous of degree one in (W, b, u) once the unit's loss is written as (|a| - g)_+).
+    scale = float(np.abs(W).max()) or 1.0
+    unit_W = W / scale
+    radius = tau * scale * np.linalg.norm(unit_W, ord=1 if norm == np.inf else 2, axis=1)
     radius2 = tau * (np.sqrt(d) if norm == np.inf else 1.0)
     q, rho = net.q, net.rho_effective
 
@@ -135,28 +140,33 @@ def _certify(net, x, y, norm, tau, dictionary=None):
     counts = moving.sum(axis=1)
     share = np.where(moving, drop / np.maximum(radius, 1e-300), -1.0)
     order = np.argsort(-share, axis=1, kind="stable")
-    gram = W @ W.T
+    gram = unit_W @ unit_W.T
     joint = np.empty(n)
-    kernels.joint_lipschitz_drop(drop, order, counts, np.maximum(gram, 0.0), radius2, joint)
+    kernels.joint_lipschitz_drop(drop, order, counts, np.maximum(gram, 0.0), radius2 * scale, joint)
 
     bounds = {"per_unit": base - drop.sum(axis=1), "gram": base - joint}
     slack = (d + net.m) * np.finfo(net.dtype).eps * (np.abs(u).sum(axis=1) + radius.sum())
     cheap = np.maximum(bounds["per_unit"], bounds["gram"])
     # linear relaxation (fpsim.certify.linear): slopes optimised only where nothing cheaper certifies
-    bounds["linear"] = _linear_bound(W, bias, u, yf, radius, tau, norm == np.inf, q, rho, LINEAR_ITERATIONS,
-                                     refine=cheap <= slack, target=slack)
-    bounds["spectral"] = _spectral_bound(W, gram, moving, base, radius2,
+    bounds["linear"] = scale * _linear_bound(unit_W, bias / scale, u / scale, yf, radius / scale, tau,
+                                             norm == np.inf, q, rho / scale, LINEAR_ITERATIONS,
+                                             refine=cheap <= slack, target=slack / scale)
+    bounds["spectral"] = _spectral_bound(unit_W, gram, moving, base, radius2 * scale,
                                          np.maximum(cheap, bounds["linear"]), slack)
     open_ = np.maximum.reduce([bounds[name] for name in ("per_unit", "gram", "spectral", "linear")]) <= slack
     bounds["split"] = np.full(n, -np.inf)
     if open_.any():
-        bounds["split"][open_] = split_margins(W, bias, u[open_], base[open_], radius2,
-                                               orthonormal_basis(dictionary, d))
+        bounds["split"][open_] = scale * split_margins(unit_W, bias / scale, u[open_] / scale,
+                                                       base[open_] / scale, radius2,
+                                                       orthonormal_basis(dictionary, d))
     return bounds, slack
 
 
 def _spectral_bound(W, gram, moving, base, radius2, best_other, slack):
     r"""The ``"spectral"`` bound :math:`y f(x) - \rho_2 \sqrt{|S|}\,\sigma_{\max}(W_S)`, eigen-solving only where it decides.
+
+    ``W`` may be the weights divided by a scale :math:`c` (``gram`` is then
+    :math:`WW^\top` of the scaled rows) when ``radius2`` is :math:`c\rho_2`.
 
     :math:`\sigma_{\max}(W_S) \le \sigma_{\max}(W)` gives a sound bound for
     every example from one SVD.  Rayleigh quotients give cheap lower bounds,

@@ -90,10 +90,12 @@ def linear_bound(net, x, y, norm, tau, iterations=LINEAR_ITERATIONS):
     net, x, y, norm, tau = _check_certify(net, x, y, norm, tau)
     iterations = check_int("iterations", iterations, 0)
     W = net.W.astype(np.float64)
-    u = x.astype(np.float64) @ W.T
-    radius = tau * np.linalg.norm(W, ord=1 if norm == np.inf else 2, axis=1)
-    return _linear_bound(W, net.bias().astype(np.float64), u, y.astype(np.float64), radius, tau,
-                         norm == np.inf, net.q, net.rho_effective, iterations)
+    scale = float(np.abs(W).max()) or 1.0     # the bound is homogeneous in (W, b, u, rho): no underflow
+    unit_W = W / scale
+    u = x.astype(np.float64) @ unit_W.T
+    radius = tau * np.linalg.norm(unit_W, ord=1 if norm == np.inf else 2, axis=1)
+    return scale * _linear_bound(unit_W, net.bias().astype(np.float64) / scale, u, y.astype(np.float64), radius,
+                                 tau, norm == np.inf, net.q, net.rho_effective / scale, iterations)
 
 
 def _linear_bound(W, bias, u, yf, radius, tau, inf_norm, q, rho, iterations, refine=None, target=None):
