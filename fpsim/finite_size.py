@@ -326,12 +326,12 @@ def finite_size_point(run_dir, grid=GRID, points=GRID_POINTS, n_eval=None, refin
     point["ratio"] = clean50 / ideal50 if 0 < ideal50 < float("inf") else float("nan")
     rho = point["rho"]["clean"]["median"]
     point["sqrt_k_rho"] = math.sqrt(config.k) * rho
-    atomic_write_json(path, _encode(point))
+    atomic_write_json(path, jsonable(point))
     return point
 
 
-def _encode(point):
-    """JSON form: non-finite radii and ratios as ``null``."""
+def jsonable(point):
+    """JSON form of a result: every non-finite float (radius, ratio) as ``None``."""
     def walk(value):
         if isinstance(value, dict):
             return {k: walk(v) for k, v in value.items()}
