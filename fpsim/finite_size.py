@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 
 import numpy as np
 
@@ -313,7 +314,6 @@ def finite_size_point(run_dir, grid=GRID, points=GRID_POINTS, n_eval=None, refin
              "nets": {}}
     for name in NETS:
         if progress:
-            import sys
             print(f"[fpsim.finite_size] {run_dir}: {name} net", file=sys.stderr)
         radii = crossing_radii(nets[name], model, x, y, config.norm, taus, pgd_steps=config.pgd_steps,
                                restarts=config.restarts, seed=config.seed, refine=refine)

@@ -159,9 +159,10 @@ def _fmt(value):
 def render(rows, fitted):
     """The table (markdown), the fits and the verdict, as text."""
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(_fmt(r[c]) for c in COLUMNS) + " |" for r in rows]
+    lines += ["| " + " | ".join(_fmt(r[col]) for col in COLUMNS) + " |" for r in rows]
     lines += ["",
-              "Radii are in the run's norm; `up` = attacked end, `lo` = certified end; suffix = accuracy level "
+              "Radii are in the run's norm; `up` = attacked end, `lo` = certified end; "
+              "suffix = accuracy level "
               "(50, 01 = 1 %, 99). R = clean_up50 / ideal_up50; s = clean_up01 / adv_lo99 "
               "(C2 and C3 hold at one radius iff s < 1); s_ideal = clean_up01 / ideal_lo99; "
               "0 = below the level already at radius 0, inf = not crossed up to 4/sqrt(k).",
@@ -254,12 +255,13 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join("runs", "phase"),
                         help="output folder [default runs/phase]; a rerun reuses the finished points")
     parser.add_argument("--client", default=None,
-                        help="address of a dask.distributed scheduler (tcp://HOST:PORT) to run the points on")
+                        help="a dask.distributed scheduler (tcp://HOST:PORT) to run the points on")
     parser.add_argument("--quick", action="store_true",
                         help="cheap training and evaluation (shows the command works; not a measurement)")
     parser.add_argument("--preset", default="paper", choices=sorted(PRESETS), help="base preset [paper]")
     parser.add_argument("--steps-per-atom", type=float, default=None,
-                        help=f"clean SGD steps per atom, times d/k [{STEPS_PER_ATOM}; --quick: {QUICK['steps_per_atom']}]")
+                        help=f"clean SGD steps per atom, times d/k "
+                             f"[{STEPS_PER_ATOM}; --quick: {QUICK['steps_per_atom']}]")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
