@@ -243,8 +243,75 @@ def plot(path, rows, fitted, ds, exponents):
     os.replace(tmp, path)
 
 
+def run(ds, exponents, out, client=None, quick=False, base="paper", seed=0, steps_per_atom=None,
+        progress=True):
+    """Run the grid, measure every cell, fit, write ``phase.csv/md/json/png`` into ``out``.
+
+    Parameters
+    ----------
+    ds : sequence of int
+        Dimensions :math:`d`.
+    exponents : sequence of float in (0, 1)
+        :math:`c`, with :math:`k = \\mathrm{round}(d^c)`.
+    out : str
+        Output folder (one sub-folder per cell; a rerun reuses finished cells).
+    client : dask.distributed.Client, optional
+        Run the cells and their measurements as tasks of this client.
+    quick, base, seed, steps_per_atom
+        As :func:`config_for`.
+    progress : bool, default True
+
+    Returns
+    -------
+    rows : list of dict
+        One per cell (:data:`COLUMNS`), ``d`` then ``c`` ascending; two exponents
+        giving the same ``k`` make one cell.
+    fitted : dict
+        From :func:`fit`.
+    text : str
+        From :func:`render`.
+    figure : str
+        Path of ``phase.png``, or why there is none.
+    """
+    ds, exponents = sorted(set(ds)), sorted(set(exponents))
+    settings = QUICK if quick else FULL
+    clock = time.perf_counter()
+    cells = {(d, c): config_for(d, c, base, quick, seed, steps_per_atom) for d in ds for c in exponents}
+    names = {}
+    for (d, c), config in cells.items():
+        name = f"d{d}-k{config.k:g}"
+        if name in names.values():  # two exponents rounding to one k: one run
+            continue
+        names[(d, c)] = name
+    run_sweep({names[key]: cells[key] for key in names}, out, client=client, progress=progress)
+    folders = [os.path.join(out, names[key]) for key in names]
+    kwargs = dict(points=settings["points"], progress=progress)
+    if client is None:
+        points = [finite_size_point(folder, **kwargs) for folder in folders]
+    else:
+        points = client.gather(client.map(finite_size_point, folders, **kwargs, pure=False))
+    rows = [row_of(c, point) for (d, c), point in zip(names, points)]
+    fitted = fit(rows)
+    text = render(rows, fitted)
+    os.makedirs(out, exist_ok=True)
+    write_csv(os.path.join(out, "phase.csv"), rows)
+    with open(os.path.join(out, "phase.md.tmp"), "w") as handle:
+        handle.write(f"# {ID}\n\n{text}\n")
+    os.replace(os.path.join(out, "phase.md.tmp"), os.path.join(out, "phase.md"))
+    atomic_write_json(os.path.join(out, "phase.json"), jsonable(
+                      {"id": ID, "statement": STATEMENT, "criterion": CRITERION, "quick": quick,
+                       "preset": base, "steps_per_atom": steps_per_atom, "rows": rows, "fit": fitted,
+                       "seconds": time.perf_counter() - clock}))
+    figure = os.path.join(out, "phase.png")
+    try:
+        plot(figure, rows, fitted, ds, exponents)
+    except ImportError:
+        figure = "(matplotlib not installed: no figure)"
+    return rows, fitted, text, figure
+
+
 def main(argv=None):
-    """Command line: run the grid, measure every point, fit, write csv/md/json/png, print."""
+    """Command line: :func:`run` the grid, print the table, the fits and the verdict."""
     parser = argparse.ArgumentParser(
         prog="python -m proofs_check.phase_diagram",
         description="Run a (d, k) grid, measure the crossing radii of the clean, adversarial and ideal "
@@ -269,20 +336,14 @@ def main(argv=None):
         parser.error(f"--d values must be >= 2, got {args.d}")
     if any(not 0 < c < 1 for c in args.k_exponents):
         parser.error(f"--k-exponents must lie in (0, 1), got {args.k_exponents}")
-    ds, exponents = sorted(set(args.d)), sorted(set(args.k_exponents))
-    settings = QUICK if args.quick else FULL
-    clock = time.perf_counter()
-    try:
-        cells = {(d, c): config_for(d, c, args.preset, args.quick, args.seed,
-                                      args.steps_per_atom) for d in ds for c in exponents}
+    if args.steps_per_atom is not None and not args.steps_per_atom > 0:
+        parser.error(f"--steps-per-atom must be > 0, got {args.steps_per_atom}")
+    try:  # every config is validated before any run starts
+        for d in args.d:
+            for c in args.k_exponents:
+                config_for(d, c, args.preset, args.quick, args.seed, args.steps_per_atom)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
-    names = {}
-    for (d, c), config in cells.items():
-        name = f"d{d}-k{config.k:g}"
-        if name in names.values():  # two exponents rounding to one k: one run
-            continue
-        names[(d, c)] = name
     client = None
     if args.client:
         try:
@@ -290,30 +351,14 @@ def main(argv=None):
         except ImportError:
             parser.error("--client needs dask.distributed (pip install .[distributed])")
         client = Client(args.client)
-    run_sweep({names[key]: cells[key] for key in names}, args.out, client=client, progress=not args.quiet)
-    folders = [os.path.join(args.out, names[key]) for key in names]
-    kwargs = dict(points=settings["points"], progress=not args.quiet)
-    if client is None:
-        points = [finite_size_point(folder, **kwargs) for folder in folders]
-    else:
-        points = client.gather(client.map(finite_size_point, folders, **kwargs, pure=False))
-    rows = [row_of(c, point) for (d, c), point in zip(names, points)]
-    fitted = fit(rows)
-    text = render(rows, fitted)
-    os.makedirs(args.out, exist_ok=True)
-    write_csv(os.path.join(args.out, "phase.csv"), rows)
-    with open(os.path.join(args.out, "phase.md.tmp"), "w") as handle:
-        handle.write(f"# {ID}\n\n{text}\n")
-    os.replace(os.path.join(args.out, "phase.md.tmp"), os.path.join(args.out, "phase.md"))
-    atomic_write_json(os.path.join(args.out, "phase.json"), jsonable(
-                      {"id": ID, "statement": STATEMENT, "criterion": CRITERION, "quick": args.quick,
-                       "preset": args.preset, "rows": rows, "fit": fitted,
-                       "seconds": time.perf_counter() - clock}))
-    figure = os.path.join(args.out, "phase.png")
+    clock = time.perf_counter()
     try:
-        plot(figure, rows, fitted, ds, exponents)
-    except ImportError:
-        figure = "(matplotlib not installed: no figure)"
+        rows, fitted, text, figure = run(args.d, args.k_exponents, args.out, client=client, quick=args.quick,
+                                         base=args.preset, seed=args.seed, steps_per_atom=args.steps_per_atom,
+                                         progress=not args.quiet)
+    finally:
+        if client is not None:
+            client.close()
     print(text)
     print(f"wrote {args.out}/phase.csv, phase.md, phase.json, {figure} ({time.perf_counter() - clock:.0f} s)")
     return 0

@@ -140,15 +140,24 @@ def test_phase_fit_verdicts():
     assert phase_diagram.fit(narrow)["verdict"] == "UNDECIDED"                      # no leverage
 
 
-def test_phase_diagram_command_end_to_end(tmp_path, capsys):
-    out = tmp_path / "phase"
-    code = phase_diagram.main(["--d", "24", "--k-exponents", "0.33", "0.5", "--out", str(out), "--quick",
-                               "--steps-per-atom", "5", "--quiet"])
+@pytest.fixture(scope="module")
+def phase_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("phase") / "phase"
+    import contextlib
+    import io
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = phase_diagram.main(["--d", "24", "--k-exponents", "0.33", "0.5", "--out", str(out), "--quick",
+                                   "--steps-per-atom", "5", "--quiet"])
+    return out, code, printed.getvalue()
+
+
+def test_phase_diagram_command_end_to_end(phase_out):
+    out, code, printed = phase_out
     assert code == 0
     with open(out / "phase.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert [(r["d"], r["k"]) for r in rows] == [("24", "3.0"), ("24", "5.0")]
-    printed = capsys.readouterr().out
     if plots.available():
         assert (out / "phase.png").stat().st_size > 1000
     else:                                  # matplotlib is an optional extra: the command says so
@@ -158,3 +167,16 @@ def test_phase_diagram_command_end_to_end(tmp_path, capsys):
     assert "UNDECIDED" in printed          # two points: the criterion refuses a verdict
     with pytest.raises(SystemExit):
         phase_diagram.main(["--d", "24", "--k-exponents", "1.5", "--out", str(out)])
+
+
+def test_phase_diagram_on_a_dask_client_reuses_the_cells(phase_out):
+    distributed = pytest.importorskip("dask.distributed")
+    out = phase_out[0]
+    with open(out / "phase.csv") as handle:
+        before = list(csv.DictReader(handle))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        rows, fitted, _, _ = phase_diagram.run([24], [0.33, 0.5], str(out), client=client, quick=True,
+                                               steps_per_atom=5, progress=False)
+    assert [str(r["s"]) for r in rows] == [r["s"] for r in before]
+    assert fitted["verdict"] == "UNDECIDED"
