@@ -56,7 +56,7 @@ RESULT_FILE = "finite_size.json"
 NETS = ("clean", "adversarial", "ideal")
 
 
-def ideal_net(model, threshold, kind="relative"):
+def ideal_net(model, threshold, kind="relative", activation="relu", q=2.0, rho=0.1):
     r"""The ideal purified net: one unit per atom, weighted by the teacher.
 
     .. math::
@@ -84,18 +84,20 @@ def ideal_net(model, threshold, kind="relative"):
         :math:`\theta \ge 0` (the run's final threshold).
     kind : {"relative", "absolute"}, default "relative"
         Bias rule, as :class:`~fpsim.network.Threshold`.
+    activation, q, rho
+        As :class:`~fpsim.network.TwoLayerNet` (the statements above are for the ReLU).
 
     Returns
     -------
     TwoLayerNet
-        ``d`` units, weights ``(d, d)`` in the model's dtype, ReLU.
+        ``d`` units, weights ``(d, d)`` in the model's dtype.
     """
     if not isinstance(model, SparseCodingModel):
         raise TypeError(f"model must be a SparseCodingModel, got {type(model).__name__}")
     threshold = check_float("threshold", threshold, 0)
     kind = check_choice("kind", kind, THRESHOLD_KINDS)
     W = (model.dictionary * model.w_star[None, :]).T.astype(model.dtype)
-    return TwoLayerNet(W, threshold=Threshold(threshold, kind=kind))
+    return TwoLayerNet(W, threshold=Threshold(threshold, kind=kind), activation=activation, q=q, rho=rho)
 
 
 def radius_grid(k, grid=GRID, points=GRID_POINTS):
@@ -167,6 +169,8 @@ def crossing_radii(net, model, x, y, norm, taus, levels=LEVELS, pgd_steps=20, re
         first radius, ``inf`` if it stays at or above it up to the last one.
         ``curve``: ``taus``, ``lower``, ``upper`` lists of the merged curve.
     """
+    if not isinstance(model, SparseCodingModel):
+        raise TypeError(f"model must be a SparseCodingModel, got {type(model).__name__}")
     x = check_array("x", x, 2, shape=(None, model.d))
     y = check_labels("y", y, x.shape[0])
     levels = [check_float("level", level, 0, 1, closed=(False, False)) for level in levels]
@@ -308,7 +312,8 @@ def finite_size_point(run_dir, grid=GRID, points=GRID_POINTS, n_eval=None, refin
         net = net0.copy()
         net.W, net.step = W, step
         nets[name] = net
-    nets["ideal"] = ideal_net(model, theta, kind=config.threshold_kind)
+    nets["ideal"] = ideal_net(model, theta, kind=config.threshold_kind, activation=config.activation,
+                              q=config.q, rho=config.rho)
     taus = radius_grid(config.k, grid, points)
     point = {"d": config.d, "k": config.k, "threshold": theta, "tau": config.tau, "settings": settings,
              "nets": {}}
