@@ -6,14 +6,16 @@ Every attack returns a perturbation :math:`\delta` of shape ``(n, d)`` with
 * :func:`fgm` -- one step along the loss gradient :math:`g = \nabla_x \ell`:
   :math:`\delta = \tau g/\|g\|_2` (:math:`\ell_2`) or :math:`\tau \operatorname{sign} g`
   (:math:`\ell_\infty`).
-* :func:`pgd` -- random start in the ball, :math:`S` steps of size
-  :math:`\alpha` in the same steepest-ascent direction, projection onto the
-  ball, the most damaging iterate kept, with restarts.
+* :func:`pgd` -- a run from :math:`\delta = 0` and random starts in the ball,
+  :math:`S` steps in the same steepest-ascent direction with APGD's step
+  schedule (halving with momentum and checkpoints; or a fixed step),
+  projection onto the ball, the most damaging iterate kept.
 * :func:`dense_direction` -- the data-aware attack along :math:`v = M w^*`:
   :math:`\delta = -y \tau v/\|v\|_2` or :math:`-y \tau \operatorname{sign} v`.
 
-:func:`attack_margin` takes the worst of them per example: the upper end of
-robust accuracy.
+:func:`attack_margins` runs them all, :func:`attack_margin` takes the worst
+per example (the upper end of robust accuracy) and :func:`first_breaker`
+names the attack that broke each example.
 
 :func:`fgm` and :func:`pgd` work on any object with ``forward(x) -> (n,)``
 and ``input_grad(x, y) -> (n, d)`` (the baselines use them too); on a
@@ -62,20 +64,51 @@ def fgm(net, x, y, norm, tau):
     return delta
 
 
-def pgd(net, x, y, norm, tau, steps=10, step_size=None, restarts=1, rng=None):
-    r"""Projected gradient descent on the margin, with random starts and restarts.
+#: PGD step-size schedules: APGD's halving with momentum and checkpoints, or a fixed step.
+SCHEDULES = ("apgd", "fixed")
+#: Attack objectives: the logistic loss :math:`\ell(yf)` or the margin loss :math:`-yf`.
+LOSSES = ("logistic", "margin")
 
-    Each restart draws :math:`\delta^{(0)}` uniformly from the ball and iterates
 
-    .. math::
+def pgd(net, x, y, norm, tau, steps=10, step_size=None, restarts=1, rng=None, zero_start=True,
+        schedule="apgd", loss="logistic"):
+    r"""Projected gradient ascent of the loss in the ball: a run from :math:`\delta = 0` and random restarts.
 
-        \delta^{(s+1)} = \Pi_{\|\cdot\|_p \le \tau}\big(\delta^{(s)} + \alpha\, d(g^{(s)})\big),
-        \qquad g^{(s)} = \nabla_x \ell\big(y f(x + \delta^{(s)})\big),
+    Each run starts at :math:`\delta^{(0)} = 0` (the first run, when
+    ``zero_start``) or uniformly in the ball (``restarts`` runs) and takes
+    :math:`S` steps along the steepest-ascent direction
+    :math:`d(g) = g/\|g\|_2` (:math:`\ell_2`) or :math:`\operatorname{sign} g`
+    (:math:`\ell_\infty`) of :math:`g = \nabla_x L`, with :math:`\Pi` the
+    projection onto the ball.
 
-    with :math:`d(g) = g/\|g\|_2` (:math:`\ell_2`) or :math:`\operatorname{sign} g`
-    (:math:`\ell_\infty`).  Per example the iterate of lowest margin
-    :math:`y f(x + \delta)` over all steps (the start included) and restarts
-    is returned.
+    * ``schedule="apgd"`` (Croce & Hein 2020, "APGD"): per example a step
+      :math:`\eta_b^{(0)} = 2\tau` (or ``step_size``), so the first step reaches
+      the sphere whatever :math:`S`; then
+
+      .. math::
+
+          z = \Pi\big(\delta^{(s)} + \eta\, d(g^{(s)})\big), \qquad
+          \delta^{(s+1)} = \Pi\big(\delta^{(s)} + \tfrac34 (z - \delta^{(s)})
+                                   + \tfrac14 (\delta^{(s)} - \delta^{(s-1)})\big);
+
+      at the checkpoints :math:`w_0 = 0,\ w_{j+1} = w_j + h_j` with
+      :math:`h_0 = \lceil 0.22 S\rceil`, :math:`h_{j+1} = \max(h_j - \lceil 0.03 S\rceil, \lceil 0.06 S\rceil)`,
+      an example whose objective rose in fewer than :math:`0.75\, h_j` of the
+      last :math:`h_j` steps, or whose step and best objective have not changed
+      since the previous checkpoint, halves :math:`\eta_b` and restarts from
+      its best iterate.
+    * ``schedule="fixed"``: :math:`\delta^{(s+1)} = \Pi(\delta^{(s)} + \alpha\, d(g^{(s)}))`,
+      :math:`\alpha` = ``step_size`` (default :math:`2.5\tau/S`; from a random
+      start in high dimension this ends near :math:`0.93\tau` along the attack
+      direction, hence the APGD default).
+
+    The objective :math:`L` is the logistic loss :math:`\log(1 + e^{-yf})` or
+    the margin loss :math:`-y f`.  For this binary classifier both gradients
+    point the same way (:math:`\nabla \ell = \sigma(-yf)\,\nabla(-yf)`) and
+    the step is normalised, so the two give the same iterates, except where the
+    sigmoid underflows (large margins, float32): there the logistic gradient
+    is 0 and only the margin loss still moves.  Per example the iterate of
+    lowest margin :math:`y f(x + \delta)` over all steps and runs is returned.
 
     Parameters
     ----------
@@ -87,13 +120,18 @@ def pgd(net, x, y, norm, tau, steps=10, step_size=None, restarts=1, rng=None):
     tau : float
         Radius :math:`\tau \ge 0`.
     steps : int, default 10
-        Steps :math:`S \ge 1` per restart.
+        Steps :math:`S \ge 1` per run.
     step_size : float, optional
-        :math:`\alpha > 0`; default :math:`2.5\tau/S`.
+        ``"apgd"``: the initial :math:`\eta > 0` (default :math:`2\tau`);
+        ``"fixed"``: :math:`\alpha > 0` (default :math:`2.5\tau/S`).
     restarts : int, default 1
-        Number of random starts (``>= 1``).
+        Number of random starts (``>= 0``; ``>= 1`` without ``zero_start``).
     rng : numpy.random.Generator or int, optional
         Source of the random starts (default: ``default_rng(0)``).
+    zero_start : bool, default True
+        Add a run from :math:`\delta = 0`.
+    schedule : {"apgd", "fixed"}, default "apgd"
+    loss : {"logistic", "margin"}, default "logistic"
 
     Returns
     -------
@@ -102,28 +140,94 @@ def pgd(net, x, y, norm, tau, steps=10, step_size=None, restarts=1, rng=None):
     """
     x, y, inf_norm, tau = _check_attack(x, y, norm, tau)
     steps = check_int("steps", steps, 1)
-    restarts = check_int("restarts", restarts, 1)
-    step_size = 2.5 * tau / steps if step_size is None else check_float(
-        "step_size", step_size, 0, closed=(False, True))
+    zero_start = bool(zero_start)
+    restarts = check_int("restarts", restarts, 0 if zero_start else 1)
+    schedule = check_choice("schedule", schedule, SCHEDULES)
+    loss = check_choice("loss", loss, LOSSES)
+    if step_size is None:
+        step_size = 2.0 * tau if schedule == "apgd" else 2.5 * tau / steps
+    else:
+        step_size = check_float("step_size", step_size, 0, closed=(False, True))
     rng = check_random_state(0 if rng is None else rng)
-    oracle = _Oracle(net, x, y)
+    oracle = _Oracle(net, x, y, loss)
     best = np.zeros_like(x)
     best_margin = np.full(x.shape[0], np.inf)
-    x_adv = np.empty_like(x)
-
-    def keep(margin, delta):
-        better = margin < best_margin
-        best_margin[better] = margin[better]
-        best[better] = delta[better]
-
-    for _ in range(restarts):
-        delta = random_in_ball(rng, x.shape, inf_norm, tau, x.dtype)
-        for _ in range(steps):
-            margin, grad = oracle.margin_gradient(np.add(x, delta, out=x_adv))
-            keep(margin, delta)
-            kernels.ascend_project(delta, grad, step_size, tau, inf_norm)
-        keep(oracle.margin(np.add(x, delta, out=x_adv)), delta)
+    run = _apgd_run if schedule == "apgd" else _fixed_run
+    starts = [None] * zero_start + [rng] * restarts
+    for start in starts:
+        delta = np.zeros_like(x) if start is None else random_in_ball(start, x.shape, inf_norm, tau, x.dtype)
+        run(oracle, x, delta, steps, step_size, tau, inf_norm, best, best_margin)
     return best
+
+
+def _keep(margin, delta, best, best_margin, tol=0.0):
+    """Record ``delta`` where ``margin`` beats ``best_margin`` by more than ``tol`` (per example); returns the mask."""
+    better = margin < best_margin - tol
+    best_margin[better] = margin[better]
+    best[better] = delta[better]
+    return better
+
+
+def _fixed_run(oracle, x, delta, steps, alpha, tau, inf_norm, best, best_margin):
+    """One fixed-step PGD run from ``delta`` (updated), recording into ``best``/``best_margin``."""
+    x_adv = np.empty_like(x)
+    for _ in range(steps):
+        margin, grad = oracle.margin_gradient(np.add(x, delta, out=x_adv))
+        _keep(margin, delta, best, best_margin)
+        kernels.ascend_project(delta, grad, alpha, tau, inf_norm)
+    _keep(oracle.margin(np.add(x, delta, out=x_adv)), delta, best, best_margin)
+
+
+def apgd_checkpoints(steps):
+    r"""The iterations at which APGD may halve its step: :math:`w_1 < w_2 < \dots < S` (see :func:`pgd`)."""
+    height = max(int(np.ceil(0.22 * steps)), 1)
+    decrease, least = max(int(np.ceil(0.03 * steps)), 1), max(int(np.ceil(0.06 * steps)), 1)
+    points, at = [], height
+    while at < steps:
+        points.append(at)
+        height = max(height - decrease, least)
+        at += height
+    return points
+
+
+def _apgd_run(oracle, x, delta, steps, eta0, tau, inf_norm, best, best_margin):
+    """One APGD run from ``delta`` (updated), recording into ``best``/``best_margin``."""
+    n = x.shape[0]
+    x_adv = np.empty_like(x)
+    run_best, run_margin = delta.copy(), np.full(n, np.inf)
+    margin, grad = oracle.margin_gradient(np.add(x, delta, out=x_adv))
+    grad = grad.copy()  # the oracle's buffer is reused by the next call
+    best_grad = grad.copy()
+    _keep(margin, delta, run_best, run_margin)
+    # changes within the float rounding of the margin do not count, so that neither the schedule nor the
+    # iterate kept hinges on rounding (e.g. the same attack through the net's sparse and dense backward)
+    tol = 64 * np.finfo(x.dtype).eps * np.maximum(np.abs(margin), np.finfo(x.dtype).tiny)
+    eta = np.full(n, eta0)
+    previous, work = delta.copy(), np.empty_like(delta)
+    kernels.momentum_ascend(delta, previous, grad, eta, tau, inf_norm, 1.0, work)
+    checkpoints = set(apgd_checkpoints(steps))
+    rises = np.zeros(n, dtype=np.int64)
+    since, eta_then, margin_then = 0, eta.copy(), run_margin.copy()
+    for s in range(1, steps):
+        new_margin, new_grad = oracle.margin_gradient(np.add(x, delta, out=x_adv))
+        rises += new_margin < margin - tol
+        margin = new_margin
+        grad[:] = new_grad
+        better = _keep(margin, delta, run_best, run_margin, tol)
+        best_grad[better] = grad[better]
+        since += 1
+        if s in checkpoints:
+            halve = (rises < 0.75 * since) | ((eta == eta_then) & (run_margin >= margin_then - tol))
+            eta_then, margin_then = eta.copy(), run_margin.copy()
+            eta[halve] *= 0.5
+            delta[halve] = run_best[halve]
+            grad[halve] = best_grad[halve]
+            previous[halve] = run_best[halve]  # restart without momentum
+            rises[:] = 0
+            since = 0
+        kernels.momentum_ascend(delta, previous, grad, eta, tau, inf_norm, 0.75, work)
+    _keep(oracle.margin(np.add(x, delta, out=x_adv)), delta, run_best, run_margin, tol)
+    _keep(run_margin, run_best, best, best_margin)
 
 
 def dense_direction(model_or_direction, x, y, norm, tau):
@@ -168,20 +272,61 @@ def perturbation(net, x, y, attack, norm, tau, rng=None, steps=10, step_size=Non
     used by adversarial training of the network and of the baselines.
 
     ``steps``, ``step_size``, ``restarts`` and ``rng`` go to :func:`pgd`
-    (FGM has none).  Returns ``(n, d)``.
+    (FGM has none), which runs here as in training so far: random starts only,
+    fixed step.  Returns ``(n, d)``.
     """
     check_choice("attack", attack, ATTACKS)
     if attack == "fgm":
         return fgm(net, x, y, norm, tau)
-    return pgd(net, x, y, norm, tau, steps=steps, step_size=step_size, restarts=restarts, rng=rng)
+    return pgd(net, x, y, norm, tau, steps=steps, step_size=step_size, restarts=restarts, rng=rng,
+               zero_start=False, schedule="fixed")
+
+
+#: Names of the attacks of the upper end (:func:`attack_margins`), in the order ties are resolved.
+ATTACK_NAMES = ("clean", "fgm", "pgd_zero", "pgd_random", "dense_direction")
+
+
+def attack_margins(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, rng=None):
+    r"""Margin :math:`y f(x + \delta)` reached by each attack of the upper end, per example.
+
+    The attacks (:data:`ATTACK_NAMES`): ``"clean"`` (:math:`\delta = 0`),
+    :func:`fgm`, ``"pgd_zero"`` (:func:`pgd`, APGD schedule, one run from
+    :math:`\delta = 0` on the margin loss), ``"pgd_random"`` (:func:`pgd`,
+    APGD schedule, ``restarts`` random starts on the logistic loss) and, given
+    ``model``, :func:`dense_direction`.
+
+    Parameters
+    ----------
+    net, x, y, norm, tau, model, pgd_steps, restarts, rng
+        As in :func:`attack_margin` (``restarts >= 0`` here: 0 skips ``"pgd_random"``).
+
+    Returns
+    -------
+    margins : dict of (n,) float64 ndarray
+        One entry per attack run, keyed by its name.
+    """
+    x, y, _, _ = _check_attack(x, y, norm, tau)
+    pgd_steps = check_int("pgd_steps", pgd_steps, 1)
+    restarts = check_int("restarts", restarts, 0)
+    deltas = {"clean": np.zeros_like(x), "fgm": fgm(net, x, y, norm, tau),
+              "pgd_zero": pgd(net, x, y, norm, tau, steps=pgd_steps, restarts=0, loss="margin")}
+    if restarts:
+        deltas["pgd_random"] = pgd(net, x, y, norm, tau, steps=pgd_steps, restarts=restarts, rng=rng,
+                                   zero_start=False)
+    if model is not None:
+        deltas["dense_direction"] = dense_direction(model, x, y, norm, tau)
+    oracle = _Oracle(net, x, y)
+    return {name: oracle.margin(x + delta) for name, delta in deltas.items()}
 
 
 def attack_margin(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, rng=None):
     r"""Lowest margin :math:`y f(x + \delta)` per example over the attacks of the upper end.
 
-    The candidates are :math:`\delta = 0`, :func:`fgm`, :func:`pgd` and, given
-    ``model``, :func:`dense_direction`; an example survives when the result
-    is positive.  Used by :func:`fpsim.certify.robust_accuracy`.
+    The minimum over :func:`attack_margins`: :math:`\delta = 0`, :func:`fgm`,
+    :func:`pgd` from :math:`\delta = 0` and from ``restarts`` random starts
+    (APGD step schedule) and, given ``model``, :func:`dense_direction`; an
+    example survives when the result is positive.  Used by
+    :func:`fpsim.certify.robust_accuracy`.
 
     Parameters
     ----------
@@ -195,9 +340,9 @@ def attack_margin(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, rn
     model : SparseCodingModel or (d,) array_like, optional
         Adds the dense-direction attack along :math:`M w^*`.
     pgd_steps : int, default 20
-        PGD steps per restart.
+        PGD steps per run.
     restarts : int, default 2
-        PGD random restarts.
+        PGD random restarts (besides the run from :math:`\delta = 0`; ``>= 1``).
     rng : numpy.random.Generator or int, optional
         Source of the PGD starts (default: ``default_rng(0)``).
 
@@ -205,15 +350,31 @@ def attack_margin(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, rn
     -------
     margin : (n,) float64 ndarray
     """
-    x, y, _, _ = _check_attack(x, y, norm, tau)
-    pgd_steps = check_int("pgd_steps", pgd_steps, 1)
     restarts = check_int("restarts", restarts, 1)
-    deltas = [np.zeros_like(x), fgm(net, x, y, norm, tau),
-              pgd(net, x, y, norm, tau, steps=pgd_steps, restarts=restarts, rng=rng)]
-    if model is not None:
-        deltas.append(dense_direction(model, x, y, norm, tau))
-    oracle = _Oracle(net, x, y)
-    return np.min([oracle.margin(x + delta) for delta in deltas], axis=0)
+    margins = attack_margins(net, x, y, norm, tau, model=model, pgd_steps=pgd_steps, restarts=restarts,
+                             rng=rng)
+    return np.min(list(margins.values()), axis=0)
+
+
+def first_breaker(margins):
+    r"""Per example, the attack (a key of ``margins``) of lowest margin; ``""`` if none went :math:`\le 0`.
+
+    Ties go to the first name in ``margins``' order (``"clean"`` first: an
+    example already misclassified is not credited to an attack).
+
+    Parameters
+    ----------
+    margins : dict of (n,) ndarray
+        From :func:`attack_margins`.
+
+    Returns
+    -------
+    broken_by : (n,) str ndarray
+    """
+    names = list(margins)
+    stacked = np.stack([margins[name] for name in names])
+    worst = stacked.argmin(axis=0)
+    return np.where(stacked.min(axis=0) <= 0, np.asarray(names)[worst], "")
 
 
 def random_in_ball(rng, shape, inf_norm, tau, dtype):
@@ -246,25 +407,38 @@ def random_in_ball(rng, shape, inf_norm, tau, dtype):
 
 
 class _Oracle:
-    """Margins and loss gradients of a classifier at perturbed inputs, for one batch ``(x, y)``."""
+    """Margins and loss gradients of a classifier at perturbed inputs, for one batch ``(x, y)``.
 
-    def __init__(self, net, x, y):
+    ``loss="logistic"``: gradients of :math:`\\log(1 + e^{-yf})`; ``"margin"``: of :math:`-y f`.
+    """
+
+    def __init__(self, net, x, y, loss="logistic"):
         for method in ("forward", "input_grad"):
             if not callable(getattr(net, method, None)):
                 raise TypeError(f"net must have forward(x) and input_grad(x, y) methods; "
                                 f"{type(net).__name__} has no {method}")
         self.net = net
         self.y = y
+        self.loss = loss
         self.ws = self.bias = None
         if isinstance(net, TwoLayerNet):  # reuse buffers; biases depend on W only: compute them once
             self.ws = Workspace(x.shape[0], net.m, net.d, net.dtype)
             self.bias = net.bias()
+            self.minus_y = -y.astype(net.dtype)[:, None]
 
     def gradient(self, x_adv):
         """Loss gradients ``(n, d)`` at ``x_adv``."""
         if self.ws is None:
-            return np.asarray(self.net.input_grad(x_adv, self.y))
-        return self.net.input_grad(x_adv, self.y, bias=self.bias, workspace=self.ws)
+            grad = np.asarray(self.net.input_grad(x_adv, self.y))
+            if self.loss == "margin":  # grad(-yf) = grad(l) / sigma(-yf) = grad(l) (1 + e^{yf})
+                margin = self.margin(x_adv)
+                grad = grad * (1.0 + np.exp(np.minimum(margin, 700.0)))[:, None]
+            return grad
+        if self.loss == "logistic":
+            return self.net.input_grad(x_adv, self.y, bias=self.bias, workspace=self.ws)
+        self.net._units(x_adv, self.bias, self.ws)  # ws.u = unit slopes, ws.f = f
+        np.multiply(self.ws.u, self.minus_y, out=self.ws.u)
+        return np.matmul(self.ws.u, self.net.W, out=self.ws.grad_x)
 
     def margin(self, x_adv):
         """Margins :math:`y f(x_{adv})` ``(n,)`` as float64."""

@@ -1,8 +1,10 @@
-"""Command line: ``fpsim run --preset NAME --out DIR [--FIELD VALUE ...]``.
+"""Command line: ``fpsim run --preset NAME --out DIR [--FIELD VALUE ...]`` and ``fpsim report DIR``.
 
-Every :class:`fpsim.experiment.Config` field is an option, with its help text
-and default taken from the config itself; a preset sets the starting values
-and explicit options override them.
+Every :class:`fpsim.experiment.Config` field is an option, with its help
+text, its accepted range and its value in each preset; a preset sets the
+starting values and explicit options override them.  Options that the other
+settings make meaningless (``--q`` with the ReLU, ``--attack-steps`` with
+FGM, ...) are refused.  Every check runs before any work.
 """
 from __future__ import annotations
 
@@ -12,23 +14,73 @@ import json
 import sys
 
 from . import __version__
+from ._io import UnreadableStateError
 from ._threads import thread_limit
-from .experiment import DEFAULT_PRESET, PRESETS, Config, preset, run_experiment
+from .experiment import (DEFAULT_PRESET, PRESETS, Config, ConfigError, DivergenceError, preflight, preset,
+                         run_experiment)
+
+#: Accepted range of each field, shown in ``--help`` (checked by :meth:`Config.validate`).
+RANGES = {
+    "d": "integer >= 2", "k": "[1, d)", "noise": ">= 0", "margin": ">= 0, reachable by |<w*, z>|",
+    "m": "integer >= 1", "sigma0": ">= 0", "threshold": ">= 0", "threshold_end": "-1 or >= 0",
+    "ramp_steps": "integer >= 0", "q": ">= 2", "rho": "> 0", "clean_steps": "integer >= 1",
+    "batch": "integer >= 1", "lr": "> 0", "weight_decay": ">= 0", "n_train": "0 or integer >= batch",
+    "adv_steps": "integer >= 0", "adv_lr": ">= 0", "tau": "> 0", "attack_steps": "integer >= 1",
+    "eval_size": "integer >= robust_eval_size", "robust_eval_size": "[1, eval_size]",
+    "pgd_steps": "integer >= 1", "restarts": "integer >= 1", "curve_points": "integer >= 1",
+    "baseline_steps": "integer >= 0", "baseline_lr": "> 0", "seed": "integer >= 0",
+    "magnitude": "0 < LOW <= HIGH", "teacher": "0 < LOW <= HIGH",
+    "dictionary": "hadamard needs d a power of two",
+}
+
+#: Options that only matter under a condition: ``{field: (condition on the config, why)}``.
+MEANINGFUL_IF = {
+    "q": (lambda c: c.activation == "smooth", "--q only applies to --activation smooth"),
+    "rho": (lambda c: c.activation == "smooth", "--rho only applies to --activation smooth"),
+    "attack_steps": (lambda c: c.attack == "pgd" and (c.adv_steps > 0 or c.baseline_steps > 0),
+                     "--attack-steps only applies to --attack pgd with adversarial or baseline training"),
+    "ramp_steps": (lambda c: c.threshold_end != -1.0, "--ramp-steps needs --threshold-end (the ramp's end)"),
+    "adv_lr": (lambda c: c.adv_steps > 0, "--adv-lr needs --adv-steps > 0"),
+    "attack": (lambda c: c.adv_steps > 0 or c.baseline_steps > 0,
+               "--attack needs --adv-steps > 0 or --baseline-steps > 0"),
+    "baseline_lr": (lambda c: c.baseline_steps > 0, "--baseline-lr needs --baseline-steps > 0"),
+}
+
+
+def _show(value):
+    return f"{value[0]:g} {value[1]:g}" if isinstance(value, tuple) else str(value)
 
 
 def _add_config_options(parser):
-    group = parser.add_argument_group("experiment settings (override the preset)")
+    group = parser.add_argument_group(
+        "experiment settings (override the preset; [range; value in each preset])")
+    presets = {name: preset(name) for name in sorted(PRESETS)}
     for f in dataclasses.fields(Config):
         kind = type(f.default)
-        kwargs = {"default": None, "help": f"{f.metadata['help']} [default {f.default}]",
+        values = ", ".join(f"{name}: {_show(getattr(cfg, f.name))}" for name, cfg in presets.items())
+        rng = f"range {RANGES[f.name]}; " if f.name in RANGES else ""
+        kwargs = {"default": None, "help": f"{f.metadata['help']} [{rng}{values}]".replace("%", "%%"),
                   "metavar": f.name.upper()}
         if kind is tuple:
             kwargs.update(nargs=2, type=float, metavar=("LOW", "HIGH"))
         elif "choices" in f.metadata:
             kwargs.update(choices=f.metadata["choices"], metavar=None)
+        elif kind is int:
+            kwargs["type"] = _integer
         else:
             kwargs["type"] = kind
         group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
+
+
+def _integer(text):
+    """An int, also written as ``1e5`` or ``100_000`` (refused if not whole)."""
+    try:
+        return int(text)
+    except ValueError:
+        value = float(text)
+        if not value.is_integer():
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number")
+        return int(value)
 
 
 def build_parser():
@@ -39,17 +91,30 @@ def build_parser():
                     "measured. With no command, 'fpsim' is 'fpsim run'.")
     parser.add_argument("--version", action="version", version=f"fpsim {__version__}")
     sub = parser.add_subparsers(dest="command")
-    run = sub.add_parser("run", help="run the pipeline and write DIR/report.json, DIR/weights.npz",
-                         description="Run the pipeline on a preset and write the report files.")
+    run = sub.add_parser("run", help="run the pipeline and write DIR/report.json, weights.npz, index.html",
+                         description="Run the pipeline on a preset and write the report files, the "
+                                     "figures and DIR/index.html. A finished run is read back, not "
+                                     "recomputed; an interrupted one resumes.")
     run.add_argument("--preset", default=DEFAULT_PRESET, choices=sorted(PRESETS),
                      help=f"starting settings [default {DEFAULT_PRESET}]")
     run.add_argument("--out", default="runs/latest", help="output folder [default runs/latest]")
+    run.add_argument("--fresh", action="store_true",
+                     help="delete the saved phases and report in --out first and compute everything again")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.add_argument("--threads", type=int, default=None,
                      help="BLAS and numba threads (results do not depend on it) [default: all cores]")
     _add_config_options(run)
+    rep = sub.add_parser("report", help="rebuild the figures and index.html of a finished run",
+                         description="Rebuild RUN_DIR's figures and RUN_DIR/index.html from "
+                                     "RUN_DIR/report.json and RUN_DIR/weights.npz alone.")
+    rep.add_argument("run_dir", metavar="RUN_DIR")
     sub.add_parser("presets", help="list the presets and their settings")
     return parser
+
+
+def _error(message, code=2):
+    print(f"fpsim: error: {message}", file=sys.stderr)
+    return code
 
 
 def main(argv=None):
@@ -62,23 +127,52 @@ def main(argv=None):
         for name in sorted(PRESETS):
             print(f"{name}: {json.dumps(preset(name).to_dict())}")
         return 0
+    if args.command == "report":
+        return _report(args.run_dir)
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
                  if getattr(args, f.name) is not None}
     overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
+    if args.threads is not None and args.threads < 1:
+        return _error(f"threads must lie in [1, inf), got {args.threads}")
     try:
         config = preset(args.preset, **overrides)
+        for name in overrides:
+            if name in MEANINGFUL_IF and not MEANINGFUL_IF[name][0](config):
+                raise ValueError(f"{MEANINGFUL_IF[name][1]}; drop it or change the setting it depends on")
+        preflight(config, args.out)
     except (TypeError, ValueError) as err:
-        print(f"fpsim: error: {err}", file=sys.stderr)
-        return 2
-    if args.threads is not None and args.threads < 1:
-        print(f"fpsim: error: threads must lie in [1, inf), got {args.threads}", file=sys.stderr)
-        return 2
-    with thread_limit(args.threads):
-        report = run_experiment(config, args.out, progress=not args.quiet)
-    print(f"fpsim: wrote {args.out}/report.json and {args.out}/weights.npz")
-    from proofs_check import render_table  # proofs_check reads the report; imported last
-    print(render_table(report))
+        return _error(err)
+    try:
+        with thread_limit(args.threads):
+            report = run_experiment(config, args.out, progress=not args.quiet, fresh=args.fresh)
+    except (DivergenceError, UnreadableStateError, ConfigError) as err:
+        return _error(err, 1)
+    files = ["report.json", "weights.npz"] + (["index.html"] if isinstance(report.get("figures"), list) else [])
+    print(f"fpsim: results in {', '.join(f'{args.out}/{name}' for name in files)}")
+    if not isinstance(report.get("figures"), list):
+        print(f"fpsim: no figures: {report.get('figures')}")
+    _print_claims(report)
     return 0
+
+
+def _report(run_dir):
+    from .report import write_report
+    try:
+        figures = write_report(run_dir)
+    except (FileNotFoundError, UnreadableStateError, ImportError) as err:
+        return _error(err, 1)
+    print(f"fpsim: rebuilt {run_dir}/index.html with {len(figures)} figures ({', '.join(figures)})")
+    from ._io import read_json
+    _print_claims(read_json(f"{run_dir}/report.json"))
+    return 0
+
+
+def _print_claims(report):
+    from proofs_check import render_table  # proofs_check reads the report; imported last
+    from .report import claim_rows, render_intervals
+    rows = claim_rows(report)
+    print(render_table(report, rows))
+    print(render_intervals(rows))
 
 
 if __name__ == "__main__":

@@ -6,6 +6,15 @@ every theorem quantity and write ``DIR/report.json`` and ``DIR/weights.npz``
 (both atomically).  Each finished phase is kept under ``DIR/.fpsim/`` and an
 unfinished one checkpoints there, so an interrupted run started again with the
 same config resumes and ends with the same numbers.
+
+Phases are keyed by the fields they depend on (:func:`phase_key`): changing an
+evaluation-only field re-evaluates the saved nets without training again, and
+a finished run (its ``report.json`` holds the same config) is read back, not
+recomputed.  Before any work, :func:`preflight` refuses configs that cannot
+run (memory estimate, unreachable label margin, unwritable output folder).
+A training phase whose loss or weights stop being finite raises
+:class:`DivergenceError` and is never saved as finished; the last good
+checkpoint stays.
 """
 from __future__ import annotations
 
@@ -13,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -20,11 +30,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import __version__
-from ._io import atomic_savez, atomic_write_json
+from ._io import UnreadableStateError, atomic_savez, atomic_write_json, read_json, read_npz
 from ._validation import (check_choice, check_dtype, check_float, check_int, check_norm, check_pair,
                           stream)
 from .data import DICTIONARIES, SUPPORTS, SparseCodingModel
 from . import baselines, metrics, plots
+from .stats import accuracy_entry
 from .attacks import dense_direction
 from .certify import critical_radius, robust_accuracy, robust_curve
 from .network import ACTIVATIONS, THRESHOLD_KINDS, Threshold, TwoLayerNet
@@ -73,6 +84,12 @@ class Config:
     norm: str = _opt("2", "perturbation norm", choices=("2", "inf"))
     tau: float = _opt(0.25, "perturbation radius tau")
     attack_steps: int = _opt(5, "PGD steps during adversarial training")
+    lowrank_ranks: str = _opt("none", "ranks r of the extra low-rank adversarial runs W' = W + U V^T "
+                              "from the clean W (C7), comma-separated, each in [1, min(m, d)]; "
+                              "'none' skips them (presets: paper 1,2,4,8; quick 4)")
+    fgm_check: str = _opt("off", "extra FGM adversarial run from the clean weights, same tau and steps "
+                          "(the C3-FGM row; reuses the main run when attack is fgm; presets: on)",
+                          choices=("on", "off"))
     # evaluation (MODEL.md §5-§7)
     eval_size: int = _opt(2000, "held-out samples for the final evaluation")
     robust_eval_size: int = _opt(500, "held-out samples for robust accuracy (attacks, certificates)")
@@ -94,14 +111,22 @@ class Config:
         check_float("k", self.k, 1, self.d, closed=(True, False))
         check_pair("magnitude", self.magnitude, 0.0)
         check_pair("teacher", self.teacher, 0.0)
-        for name in ("dictionary", "support", "threshold_kind", "activation", "dtype", "attack", "norm"):
+        for name in ("dictionary", "support", "threshold_kind", "activation", "dtype", "attack", "norm",
+                     "fgm_check"):
             check_choice(name, getattr(self, name), self.__dataclass_fields__[name].metadata["choices"])
-        for name in ("noise", "margin", "threshold", "weight_decay", "tau", "sigma0", "adv_lr"):
+        for name in ("noise", "margin", "threshold", "weight_decay", "sigma0", "adv_lr"):
             check_float(name, getattr(self, name), 0)
+        check_float("tau", self.tau, 0, closed=(False, True))
+        if self.dictionary == "hadamard" and self.d & (self.d - 1):
+            raise ValueError(f"dictionary='hadamard' needs d a power of two (e.g. {1 << (self.d.bit_length() - 1)} "
+                             f"or {1 << self.d.bit_length()}), got d={self.d}")
+        if self.n_train and self.n_train < self.batch:
+            raise ValueError(f"n_train must be 0 (fresh batches) or lie in [batch={self.batch}, inf), "
+                             f"got {self.n_train}")
         for name in ("m", "clean_steps", "batch", "eval_size", "robust_eval_size", "pgd_steps",
-                     "restarts", "curve_points"):
+                     "restarts", "curve_points", "attack_steps"):
             check_int(name, getattr(self, name), 1)
-        for name in ("ramp_steps", "n_train", "adv_steps", "attack_steps", "baseline_steps", "seed"):
+        for name in ("ramp_steps", "n_train", "adv_steps", "baseline_steps", "seed"):
             check_int(name, getattr(self, name), 0)
         check_float("lr", self.lr, 0, closed=(False, True))
         check_float("baseline_lr", self.baseline_lr, 0, closed=(False, True))
@@ -116,6 +141,24 @@ class Config:
             raise ValueError(f"support='exact' needs an integer k, got k={self.k:g}")
         check_dtype("dtype", self.dtype)
         check_norm(self.norm)
+        self.ranks()
+
+    def ranks(self):
+        """The ranks of ``lowrank_ranks`` as a tuple of ints (empty for ``'none'``), validated."""
+        text = self.lowrank_ranks.strip().lower() if isinstance(self.lowrank_ranks, str) else None
+        if text is None:
+            raise TypeError(f"lowrank_ranks must be a string such as '1,2,4,8', got {self.lowrank_ranks!r}")
+        if text in ("", "none"):
+            return ()
+        high = min(self.m, self.d)
+        try:
+            ranks = tuple(int(part) for part in text.split(","))
+        except ValueError:
+            ranks = ()
+        if not ranks or any(not 1 <= r <= high for r in ranks) or len(set(ranks)) != len(ranks):
+            raise ValueError(f"lowrank_ranks must be 'none' or distinct comma-separated integers in "
+                             f"[1, min(m, d)={high}], got {self.lowrank_ranks!r}")
+        return ranks
 
     def replace(self, **changes):
         """Copy with some fields changed (validated)."""
@@ -126,20 +169,166 @@ class Config:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     def fingerprint(self):
-        """Stable hash of the config, naming the saved phases of a run."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+        """Stable hash of the whole config."""
+        return _hash(self.to_dict())
+
+    def phase_key(self, phase):
+        """Hash of the fields a training phase depends on (``"clean"`` or ``"adversarial"``).
+
+        Evaluation-only fields (:data:`EVAL_FIELDS`) never enter it, and the
+        clean phase ignores the adversarial fields (:data:`ADV_FIELDS`), so
+        changing them reuses the saved phases.
+        """
+        check_choice("phase", phase, ("clean", "adversarial"))
+        skip = set(EVAL_FIELDS) | set(VARIANT_FIELDS) | (set(ADV_FIELDS) if phase == "clean" else set())
+        return _hash({k: v for k, v in self.to_dict().items() if k not in skip})
+
+
+#: Fields read only by the evaluation (changing them never retrains).
+EVAL_FIELDS = ("eval_size", "robust_eval_size", "pgd_steps", "restarts", "curve_points",
+               "baseline_steps", "baseline_lr")
+#: Fields choosing the extra adversarial runs (each run is a phase of its own; they never retrain the others).
+VARIANT_FIELDS = ("lowrank_ranks", "fgm_check")
+#: Fields of the adversarial phase only (changing them keeps the clean phase).
+ADV_FIELDS = ("adv_steps", "adv_lr", "attack", "norm", "tau", "attack_steps")
+#: Held-out sizes of the training histories (fixed: they do not depend on the evaluation fields).
+HISTORY_EVAL_SIZE, HISTORY_ROBUST_SIZE = 2000, 200
+
+
+def _hash(obj):
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+class DivergenceError(FloatingPointError):
+    """A training phase produced a non-finite loss or weights; nothing of it was saved as finished."""
+
+
+class ConfigError(ValueError):
+    """A config that cannot run here (memory, unreachable margin, output folder); checked before work."""
+
+
+def memory_estimate(config):
+    """Peak memory of a run by part, in bytes (an estimate, rounded up).
+
+    Returns
+    -------
+    dict
+        ``{part: bytes}`` for ``weights`` (the nets' ``(m, d)`` matrices and the
+        ``(d, d)`` dictionary), ``training batches``, ``training set``,
+        ``evaluation`` (held-out inputs and the ``(n, m)`` pre-activations) and
+        ``certificates`` (``(n, m)`` float64 unit bounds and the ``(m, m)`` Gram matrix)
+        and ``baselines`` (the NTK's float64 ``(m, d)`` parameters and slopes).
+    """
+    b = np.dtype(config.dtype).itemsize
+    m, d = config.m, config.d
+    attack = 4 if config.adv_steps else 1
+    return {
+        "weights": 10 * m * d * b + 2 * d * d * 8,
+        "training batches": attack * 3 * config.batch * (d + m) * b,
+        "training set": (config.n_train or 0) * d * 2 * b,
+        "evaluation": (config.eval_size * d + 2 * config.eval_size * m) * b
+                      + HISTORY_EVAL_SIZE * (d + 2 * m) * b,
+        "certificates": 6 * config.robust_eval_size * m * 8 + 2 * m * m * 8,
+        "baselines": (3 * m * d * 8 + config.eval_size * d * 8 + 3 * (config.robust_eval_size + config.batch) * m * 8
+                      if config.baseline_steps else 0),
+    }
+
+
+def available_memory():
+    """Bytes of memory available to a new allocation (``MemAvailable``), or ``None`` if unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _gib(n):
+    return f"{n / 2**30:.3g} GiB"
+
+
+def check_memory(config, available=None):
+    """Raise :class:`ConfigError` if :func:`memory_estimate` exceeds the available memory."""
+    parts = memory_estimate(config)
+    total = sum(parts.values())
+    available = available_memory() if available is None else available
+    if available is not None and total > available:
+        detail = ", ".join(f"{k} {_gib(v)}" for k, v in parts.items() if v)
+        raise ConfigError(
+            f"this config needs about {_gib(total)} of memory ({detail}; m={config.m}, d={config.d}, "
+            f"batch={config.batch}, eval_size={config.eval_size}, robust_eval_size={config.robust_eval_size}, "
+            f"n_train={config.n_train}, dtype={config.dtype}) but only {_gib(available)} is available; "
+            "reduce d, m, batch, eval_size, robust_eval_size or n_train")
+    return total
+
+
+def check_margin(config, model=None, samples=4000, min_rate=0.02):
+    r"""Raise :class:`ConfigError` if the label margin rejects almost every code.
+
+    Draws ``samples`` codes without the margin and measures the share with
+    :math:`|\langle w^*, z\rangle| \ge \gamma`; below ``min_rate`` the
+    rejection sampler of :class:`~fpsim.data.SparseCodingModel` would stall.
+    """
+    if config.margin == 0:
+        return 1.0
+    model = build(config)[0] if model is None else model
+    z = model._draw_codes(samples, stream(config.seed, "model"))
+    score = np.abs(z.astype(np.float64) @ model.w_star)
+    rate = float(np.mean(score >= config.margin))
+    if rate < min_rate:
+        raise ConfigError(
+            f"margin gamma={config.margin:g} keeps {rate:.2%} of the codes (|<w*, z>| has median "
+            f"{np.median(score):.3g}, 90th percentile {np.quantile(score, 0.9):.3g}, max {score.max():.3g} "
+            f"at d={config.d}, k={config.k:g}, magnitude={config.magnitude}, teacher={config.teacher}); "
+            f"margin must lie in [0, {np.quantile(score, 1 - 4 * min_rate):.3g}] here")
+    return rate
+
+
+def check_output(out_dir):
+    """Raise :class:`ConfigError` unless ``out_dir`` is (or can become) a writable folder."""
+    try:
+        out_dir = os.fspath(out_dir)
+    except TypeError as err:
+        raise ConfigError(f"out must be a folder path, got {out_dir!r}") from err
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise ConfigError(f"output folder {out_dir} exists and is not a folder; choose another --out")
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        probe = os.path.join(out_dir, f".fpsim-write-test-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(f"output folder {out_dir} is not writable ({err.strerror or err}); "
+                          "choose another --out") from err
+
+
+def preflight(config, out_dir=None):
+    """Every check that can refuse a run before work: config, memory, margin, output folder."""
+    config.validate()
+    check_memory(config)
+    check_margin(config)
+    if out_dir is not None:
+        check_output(out_dir)
 
 
 #: Built-in presets: changes to the :class:`Config` defaults.  See ``docs/presets.md``.
 _SHARED = dict(d=400, k=16, m=800, magnitude=(1.0, 1.2), margin=1.25, threshold=0.15, batch=256,
-               lr=1.0, adv_lr=3.0, attack="pgd", norm="2", tau=0.1, attack_steps=5)
+               lr=1.0, adv_lr=3.0, attack="pgd", norm="2", tau=0.1, attack_steps=5, fgm_check="on")
 PRESETS = {
     # first contact and CI: every phase, about a minute; claims may fail here and say so
+    # (one low-rank run, r = 4: a rank-4 update contains every rank <= 4 one; C7 asks for some r <= 4)
     "quick": dict(_SHARED, clean_steps=1000, adv_steps=700, weight_decay=1e-4, eval_size=1000,
-                  robust_eval_size=500, baseline_steps=200),
+                  robust_eval_size=500, baseline_steps=200, lowrank_ranks="4"),
     # the regime of docs/presets.md: C3 certified at tau = 0.4/sqrt(k), under 10 minutes on 2 cores
     "paper": dict(_SHARED, clean_steps=3000, adv_steps=1500, weight_decay=3e-4, eval_size=2000,
-                  robust_eval_size=2000, baseline_steps=1000),
+                  robust_eval_size=2000, baseline_steps=1000, lowrank_ranks="1,2,4,8"),
 }
 DEFAULT_PRESET = "quick"
 
@@ -165,41 +354,70 @@ def build(config):
     return model, net
 
 
-def run_experiment(config, out_dir, progress=True):
+def run_experiment(config, out_dir, progress=True, fresh=False, reuse=True, figures=True):
     """Run the whole pipeline and write the report files.
 
     Parameters
     ----------
     config : Config
     out_dir : str or path
-        Output folder; receives ``report.json`` and ``weights.npz``.
+        Output folder; receives ``report.json``, ``weights.npz`` (``W_init``,
+        ``W_clean``, ``W_adv``, the dictionary ``M`` and the teacher ``w_star``),
+        the figures and ``index.html`` (with matplotlib).
     progress : bool
         Progress lines on stderr.
+    fresh : bool, default False
+        Delete the saved phases and report of ``out_dir`` first.
+    reuse : bool, default True
+        If ``out_dir/report.json`` holds this config (and this fpsim version),
+        return it without computing anything.
+    figures : bool, default True
+        Draw the figures and ``index.html`` (needs matplotlib; ``fpsim report``
+        draws them later from the saved files).
 
     Returns
     -------
     report : dict
         What ``report.json`` holds.
+
+    Raises
+    ------
+    ConfigError
+        Before any work, if the config cannot run (see :func:`preflight`).
+    DivergenceError
+        If a training phase stops being finite; the last good checkpoint is kept.
+    UnreadableStateError
+        If a saved phase, checkpoint or report cannot be read (the message names it).
     """
-    config.validate()
-    state_dir = os.path.join(out_dir, ".fpsim", config.fingerprint())
+    preflight(config, out_dir)
+    out_dir = os.fspath(out_dir)
+    if fresh:
+        shutil.rmtree(os.path.join(out_dir, ".fpsim"), ignore_errors=True)
+        for name in ("report.json", "weights.npz"):
+            if os.path.exists(os.path.join(out_dir, name)):
+                os.unlink(os.path.join(out_dir, name))
+    elif reuse:
+        old = load_finished(config, out_dir)
+        if old is not None:
+            _say(progress, f"{out_dir}/report.json already holds this config: reusing it (--fresh recomputes)")
+            return old
+    state_dir = os.path.join(out_dir, ".fpsim")
     os.makedirs(state_dir, exist_ok=True)
     timings = {}
     model, net0 = build(config)
     clock = time.perf_counter()
-    net_clean, hist_clean = _phase(state_dir, "clean", net0, progress, lambda ckpt: train_clean(
+    net_clean, hist_clean = _phase(state_dir, "clean", config.phase_key("clean"), net0, progress,
+                                   lambda ckpt: train_clean(
         net0, model, config.clean_steps, config.batch, config.lr, weight_decay=config.weight_decay,
-        n_train=config.n_train or None, seed=config.seed, progress=progress, checkpoint=ckpt))
+        n_train=config.n_train or None, seed=config.seed, progress=progress, checkpoint=ckpt,
+        eval_size=HISTORY_EVAL_SIZE, evaluate=_finite_guard))
     timings["clean_training_s"] = time.perf_counter() - clock
 
     net_adv = hist_adv = None
     if config.adv_steps > 0:
         clock = time.perf_counter()
-        net_adv, hist_adv = _phase(state_dir, "adversarial", net_clean, progress, lambda ckpt: train_adversarial(
-            net_clean, model, config.adv_steps, config.batch, config.adv_lr or config.lr,
-            attack=config.attack, norm=config.norm, tau=config.tau, attack_steps=config.attack_steps,
-            robust_eval_size=min(config.robust_eval_size, 200), weight_decay=config.weight_decay,
-            n_train=config.n_train or None, seed=config.seed, progress=progress, checkpoint=ckpt))
+        net_adv, hist_adv = _phase(state_dir, "adversarial", config.phase_key("adversarial"), net_clean,
+                                   progress, lambda ckpt: adversarial_phase(config, model, net_clean, progress, ckpt))
         timings["adversarial_training_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -208,14 +426,16 @@ def run_experiment(config, out_dir, progress=True):
         "fpsim_version": __version__,
         "seed": config.seed,
         "config": config.to_dict(),
-        "clean": evaluate_net(net_clean, model, x_test, y_test, config),
+        "clean": evaluate_net(net_clean, model, x_test, y_test, config, progress, "clean net"),
         "history": {"clean": hist_clean},
+        "history_eval_size": {"accuracy": HISTORY_EVAL_SIZE, "robust": HISTORY_ROBUST_SIZE},
     }
-    weights = {"W_init": net0.W, "W_clean": net_clean.W}
+    weights = {"W_init": net0.W, "W_clean": net_clean.W, "M": model.dictionary, "w_star": model.w_star}
     report["metrics"] = {"cos_init": {"clean": _summary(metrics.cos_to_init(net_clean.W, net0.W))},
                          "dense_mixture": {"clean": _mixture(net_clean, model)}}
     if net_adv is not None:
-        report["adversarial"] = evaluate_net(net_adv, model, x_test, y_test, config)
+        report["adversarial"] = evaluate_net(net_adv, model, x_test, y_test, config, progress,
+                                             "adversarial net")
         report["history"]["adversarial"] = hist_adv
         weights["W_adv"] = net_adv.W
         found = report["metrics"]
@@ -223,19 +443,67 @@ def run_experiment(config, out_dir, progress=True):
         found["dense_mixture"]["adversarial"] = _mixture(net_adv, model)
         found.update(_update_metrics(net_clean, net_adv))
     timings["evaluation_s"] = time.perf_counter() - clock
+    if net_adv is not None:  # C7 low-rank runs and the C3-FGM run (each a cached phase)
+        clock = time.perf_counter()
+        report.update(adversarial_variants(config, model, net_clean, net_adv, report["adversarial"],
+                                           x_test, y_test, state_dir, progress))
+        timings["adversarial_variants_s"] = time.perf_counter() - clock
     clock = time.perf_counter()
-    report["baselines"] = run_baselines(config, model, net0, x_test, y_test) if config.baseline_steps else {}
+    report["baselines"] = (run_baselines(config, model, net0, x_test, y_test, progress)
+                           if config.baseline_steps else {})
     timings["baselines_s"] = time.perf_counter() - clock
     report["timings"] = timings
-    if plots.available():
-        report["figures"] = plots.write_figures(report, out_dir)
+    _write(out_dir, report, weights)
+    if not figures:
+        report["figures"] = "not drawn (fpsim report DIR draws them)"
+    elif plots.available():
+        _say(progress, "drawing the figures and index.html")
+        from .report import write_report  # the page reads the files just written
+        report["figures"] = write_report(out_dir)
+        atomic_write_json(os.path.join(out_dir, "report.json"), report)
     else:
         report["figures"] = "matplotlib not installed (pip install .[plot])"
-    _write(out_dir, report, weights)
+    if not isinstance(report["figures"], list):
+        atomic_write_json(os.path.join(out_dir, "report.json"), report)
     return report
 
 
-def evaluate_net(net, model, x, y, config):
+def load_finished(config, out_dir):
+    """The saved report of ``config`` in ``out_dir`` if the run is finished there, else ``None``.
+
+    Finished means ``report.json`` holds this config and this fpsim version
+    and ``weights.npz`` exists.  An unreadable ``report.json`` raises
+    :class:`~fpsim._io.UnreadableStateError` naming it.
+    """
+    path = os.path.join(os.fspath(out_dir), "report.json")
+    if not os.path.exists(path) or not os.path.exists(os.path.join(os.fspath(out_dir), "weights.npz")):
+        return None
+    report = read_json(path)
+    if report.get("config") == config.to_dict() and report.get("fpsim_version") == __version__:
+        return report
+    return None
+
+
+def finished_phases(config, out_dir):
+    """The training phases of ``config`` already saved as finished in ``out_dir`` (``"clean"``, ``"adversarial"``)."""
+    state = os.path.join(os.fspath(out_dir), ".fpsim")
+    return [phase for phase in ("clean", "adversarial")
+            if os.path.exists(os.path.join(state, f"{phase}-{config.phase_key(phase)}.npz"))]
+
+
+def _say(progress, message):
+    if progress:
+        print(f"[fpsim] {message}", file=sys.stderr, flush=True)
+
+
+def _finite_guard(net, x_eval, y_eval):
+    """History hook of every training phase: stop at the first non-finite weight."""
+    if not np.isfinite(net.W).all():
+        raise DivergenceError(f"the weights are no longer finite at step {net.step}")
+    return {}
+
+
+def evaluate_net(net, model, x, y, config, progress=False, label="net"):
     """Clean accuracy, the robust-accuracy interval at the config's radius, and the radius curve.
 
     Returns
@@ -245,29 +513,42 @@ def evaluate_net(net, model, x, y, config):
         ``gap``, ``dense_direction``: accuracy under that attack alone,
         ``certified_by``: examples per certificate); ``curve`` (``tau``,
         ``lower``, ``upper`` over ``curve_points`` radii in ``(0, 2 tau]``) and
-        ``critical_radius`` (where each end crosses 50 %).
+        ``critical_radius`` (where each end crosses 50 %); ``intervals``:
+        each accuracy as ``{value, n, ci95}`` (Wilson 95 %, :func:`fpsim.stats.wilson`).
     """
     n = config.robust_eval_size
     xr, yr = x[:n], y[:n]
     rng = stream(config.seed, "attack")
+    clock = time.perf_counter()
+    _say(progress, f"{label}: attacks and certificates at tau={config.tau:g} on {n} examples")
     res = robust_accuracy(net, xr, yr, config.norm, config.tau, model=model,
                           pgd_steps=config.pgd_steps, restarts=config.restarts, rng=rng)
     dense = y[:n] * net.forward(xr + dense_direction(model, xr, yr, config.norm, config.tau)) > 0
     methods, counts = np.unique(res.method[res.certified], return_counts=True)
     taus = config.tau * 2 * np.arange(1, config.curve_points + 1) / config.curve_points
+    _say(progress, f"{label}: robust-accuracy curve over {config.curve_points} radii "
+                   f"({time.perf_counter() - clock:.0f}s so far)")
     curve = robust_curve(net, xr, yr, config.norm, taus, model=model, pgd_steps=config.pgd_steps,
                          restarts=config.restarts, rng=rng)
-    return {"accuracy": net.accuracy(x, y),
+    _say(progress, f"{label}: evaluated in {time.perf_counter() - clock:.0f}s")
+    accuracy = net.accuracy(x, y)
+    return {"accuracy": accuracy,
             "robust": {"lower": res.lower, "upper": res.upper, "gap": res.gap,
                        "dense_direction": float(dense.mean()),
                        "certified_by": dict(zip(methods.tolist(), counts.tolist()))},
             "curve": {"tau": curve["taus"].tolist(), "lower": curve["lower"].tolist(),
-                      "upper": curve["upper"].tolist()},
+                      "upper": curve["upper"].tolist(), "n": n,
+                      "lower_ci95": [accuracy_entry(v, n)["ci95"] for v in curve["lower"].tolist()],
+                      "upper_ci95": [accuracy_entry(v, n)["ci95"] for v in curve["upper"].tolist()]},
+            "intervals": {"accuracy": accuracy_entry(accuracy, len(y)),
+                          "robust_lower": accuracy_entry(res.lower, n),
+                          "robust_upper": accuracy_entry(res.upper, n),
+                          "dense_direction": accuracy_entry(float(dense.mean()), n)},
             "critical_radius": {k: (None if np.isnan(v) else v)
                                 for k, v in critical_radius(curve).items()}}
 
 
-def run_baselines(config, model, net0, x, y):
+def run_baselines(config, model, net0, x, y, progress=False):
     """The C6 baselines, each trained clean and adversarially at the config's radius.
 
     Linear (exact robust accuracy), degree-2 and degree-3 polynomials and the
@@ -278,7 +559,8 @@ def run_baselines(config, model, net0, x, y):
     Returns
     -------
     dict
-        ``{name: {"clean" | "adversarial": {accuracy, robust, robust_kind}}}``.
+        ``{name: {"clean" | "adversarial": {accuracy, robust, robust_kind, intervals}}}``
+        (``intervals``: both accuracies as ``{value, n, ci95}``).
     """
     seed = stream(config.seed, "baseline").integers(2**31)
     makers = {"linear": lambda: baselines.LinearClassifier(config.d, seed=seed),
@@ -289,9 +571,13 @@ def run_baselines(config, model, net0, x, y):
         del makers["ntk"]  # the NTK baseline is defined for the ReLU network only
     n = config.robust_eval_size
     out = {}
+    total, done, clock = 2 * len(makers), 0, time.perf_counter()
     for name, make in makers.items():
         out[name] = {}
         for regime, tau in (("clean", None), ("adversarial", config.tau)):
+            done += 1
+            _say(progress, f"baseline {done}/{total}: {name}, {regime} training "
+                           f"({config.baseline_steps} steps; {time.perf_counter() - clock:.0f}s so far)")
             attack = "fgm" if name == "linear" else config.attack  # FGM is exact for a linear model
             try:
                 trained, _ = baselines.train_baseline(
@@ -305,10 +591,70 @@ def run_baselines(config, model, net0, x, y):
             res = baselines.robust_accuracy(trained, x[:n], y[:n], config.norm, config.tau, model=model,
                                             pgd_steps=config.pgd_steps, restarts=config.restarts,
                                             rng=stream(config.seed, "attack"))
-            out[name][regime] = {"accuracy": trained.accuracy(x, y),
-                                 "robust": res.lower if name == "linear" else res.upper,
-                                 "robust_kind": "exact" if name == "linear" else "attacked, upper end"}
+            accuracy, robust = trained.accuracy(x, y), res.lower if name == "linear" else res.upper
+            out[name][regime] = {"accuracy": accuracy, "robust": robust,
+                                 "robust_kind": "exact" if name == "linear" else "attacked, upper end",
+                                 "intervals": {"accuracy": accuracy_entry(accuracy, len(y)),
+                                               "robust": accuracy_entry(robust, n)}}
     return out
+
+
+def adversarial_phase(config, model, net_clean, progress, checkpoint, **changes):
+    """The config's adversarial training from the clean net (``changes``: other train_adversarial options)."""
+    options = dict(attack=config.attack, norm=config.norm, tau=config.tau, attack_steps=config.attack_steps,
+                   robust_eval_size=HISTORY_ROBUST_SIZE, weight_decay=config.weight_decay,
+                   n_train=config.n_train or None, seed=config.seed, progress=progress, checkpoint=checkpoint,
+                   eval_size=HISTORY_EVAL_SIZE, evaluate=_finite_guard)
+    return train_adversarial(net_clean, model, config.adv_steps, config.batch, config.adv_lr or config.lr,
+                             **{**options, **changes})
+
+
+def adversarial_variants(config, model, net_clean, net_adv, adv_eval, x, y, state_dir, progress):
+    """C7 and C3-FGM: the extra adversarial runs from the clean weights, as report entries.
+
+    Each run is the main adversarial phase (same attack, tau, steps, step
+    size, batches) with one change, saved and resumed like every phase:
+
+    * ``low_rank``: for each r of ``config.lowrank_ranks``, the rank-r update
+      ``W' = W + U V^T`` (:class:`fpsim.train.LowRankStep`); entries ``ranks``
+      (``{"r": {accuracy, robust: {lower, upper}, history, time_s}}``),
+      ``full`` (the main run's accuracy and interval) and ``update_split`` of
+      the full update (:func:`fpsim.metrics.update_split`, a diagnostic);
+    * ``fgm``: FGM adversarial training (the main run when it is FGM already).
+
+    Robust intervals are taken exactly as for the main run (same examples,
+    attacks, certificates and random stream), so the rows compare like for like.
+    """
+    n, found = config.robust_eval_size, {}
+    record = {"record_every": max(config.adv_steps // 5, 1)}
+
+    def interval(net):
+        res = robust_accuracy(net, x[:n], y[:n], config.norm, config.tau, model=model,
+                              pgd_steps=config.pgd_steps, restarts=config.restarts,
+                              rng=stream(config.seed, "attack"))
+        return {"accuracy": net.accuracy(x, y), "robust": {"lower": res.lower, "upper": res.upper}}
+
+    def run(name, **changes):
+        clock = time.perf_counter()
+        net, history = _phase(state_dir, name, config.phase_key("adversarial"), net_clean, progress,
+                              lambda ckpt: adversarial_phase(
+            config, model, net_clean, progress, ckpt, **record, **changes))
+        return net, {**interval(net), "history": history, "time_s": time.perf_counter() - clock}
+
+    full = {"accuracy": adv_eval["accuracy"],
+            "robust": {k: adv_eval["robust"][k] for k in ("lower", "upper")}}
+    found["low_rank"] = {"full": full, "ranks": {},
+                         "update_split": metrics.update_split(net_clean.W, net_adv.W,
+                                                              model.dictionary).summary()}
+    for rank in config.ranks():
+        _, found["low_rank"]["ranks"][str(rank)] = run(f"adversarial-rank{rank}", rank=rank)
+    if config.fgm_check == "on":
+        if config.attack == "fgm":
+            found["fgm"] = {**full, "reused_main_run": True}
+        else:
+            _, found["fgm"] = run("adversarial-fgm", attack="fgm")
+            found["fgm"]["reused_main_run"] = False
+    return found
 
 
 def _summary(values):
@@ -334,20 +680,49 @@ def _update_metrics(net_clean, net_adv):
                                 "singular_values": spec.singular_values[:10].tolist()}}
 
 
-def _phase(state_dir, name, net0, progress, train):
-    """Run a training phase once: reuse its saved result, or train with a checkpoint and save."""
-    done = os.path.join(state_dir, f"{name}.npz")
+def _phase(state_dir, name, key, net0, progress, train):
+    """Run a training phase once: reuse its saved result, or train with a checkpoint and save.
+
+    The phase is saved as finished only if its weights and losses are finite;
+    a divergence raises :class:`DivergenceError` and keeps the last checkpoint
+    (written while the weights were still finite).
+    """
+    done = os.path.join(state_dir, f"{name}-{key}.npz")
+    ckpt = os.path.join(state_dir, f"{name}-{key}-checkpoint.npz")
     if os.path.exists(done):
-        with np.load(done) as saved:
-            net = net0.copy()
-            net.W = saved["W"]
-            net.step = int(saved["step"])
-            history = json.loads(str(saved["history"]))
-        if progress:
-            print(f"[fpsim] {name}: reusing the finished phase saved in {done}", file=sys.stderr)
+        saved = read_npz(done)
+        try:
+            W, step, history = saved["W"], int(saved["step"]), json.loads(str(saved["history"]))
+        except (KeyError, ValueError) as err:
+            raise UnreadableStateError(f"{done} is not a saved {name} phase ({err}); delete it or rerun "
+                                       "with --fresh") from err
+        if W.shape != net0.W.shape or not np.isfinite(W).all():
+            raise UnreadableStateError(f"{done} holds {'non-finite' if W.shape == net0.W.shape else 'mis-shaped'} "
+                                       f"weights; delete it or rerun with --fresh")
+        net = net0.copy()
+        net.W = W
+        net.step = step
+        _say(progress, f"{name}: reusing the finished phase saved in {done}")
         return net, history
-    ckpt = os.path.join(state_dir, f"{name}-checkpoint.npz")
-    net, history = train(ckpt)
+    if os.path.exists(ckpt):
+        state = read_npz(ckpt)  # names the file if it is truncated or corrupt
+        if not all(np.isfinite(v).all() for v in state.values() if v.dtype.kind == "f"):
+            raise UnreadableStateError(f"checkpoint {ckpt} holds non-finite weights; delete it or rerun "
+                                       "with --fresh")
+    try:
+        with np.errstate(over="ignore", invalid="ignore"):  # a divergence is reported below, by name
+            net, history = train(ckpt)
+    except (DivergenceError, FloatingPointError, ValueError) as err:
+        if not isinstance(err, FloatingPointError) and "NaN or inf" not in str(err):
+            raise  # a genuine input error, not a divergence
+        kept = f"the last good checkpoint is kept in {ckpt}" if os.path.exists(ckpt) else \
+            "no checkpoint was reached"
+        raise DivergenceError(f"{name} training diverged: {err}; nothing was saved as finished and "
+                              f"{kept}; lower the step size (lr / adv_lr) or raise weight_decay") from err
+    losses = np.asarray(history.get("loss", []), dtype=float)
+    if not np.isfinite(net.W).all() or not np.isfinite(losses).all():
+        raise DivergenceError(f"{name} training diverged (non-finite loss or weights at the end); nothing "
+                              f"was saved as finished; lower the step size (lr / adv_lr)")
     atomic_savez(done, W=net.W, step=net.step, history=np.array(json.dumps(history)))
     if os.path.exists(ckpt):
         os.unlink(ckpt)

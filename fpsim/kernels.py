@@ -317,6 +317,39 @@ def fill_sparse_codes(counts, uniforms, values, z):
 # --- attacks and certificates ---
 
 
+@numba.njit(cache=True, inline="always")
+def _ascend_row(src, grad, b, alpha, tau, inf_norm, out):
+    r"""Row ``b`` of :func:`ascend_project`: ``out[b] = Pi(src[b] + alpha d(grad[b]))`` (``out`` may be ``src``)."""
+    d = src.shape[1]
+    scale = alpha
+    if not inf_norm:
+        gsq = 0.0
+        for j in range(d):
+            gsq += grad[b, j] * grad[b, j]
+        scale = alpha / np.sqrt(gsq) if gsq > 0.0 else 0.0
+    for j in range(d):
+        g = grad[b, j]
+        out[b, j] = src[b, j] + scale * (np.sign(g) if inf_norm else g)
+    _project_row(out, b, tau, inf_norm)
+
+
+@numba.njit(cache=True, inline="always")
+def _project_row(delta, b, tau, inf_norm):
+    r"""Project row ``b`` of ``delta`` onto :math:`\{\|\cdot\|_p \le \tau\}` in place."""
+    d = delta.shape[1]
+    if inf_norm:
+        for j in range(d):
+            delta[b, j] = min(max(delta[b, j], -tau), tau)
+        return
+    dsq = 0.0
+    for j in range(d):
+        dsq += delta[b, j] * delta[b, j]
+    if dsq > tau * tau:
+        shrink = tau / np.sqrt(dsq)
+        for j in range(d):
+            delta[b, j] *= shrink
+
+
 @numba.njit(cache=True)
 def ascend_project(delta, grad, alpha, tau, inf_norm):
     r"""One steepest-ascent step in the attack norm, then projection onto the ball, in place.
@@ -342,26 +375,167 @@ def ascend_project(delta, grad, alpha, tau, inf_norm):
     inf_norm : bool
         ``True`` for :math:`p = \infty`, ``False`` for :math:`p = 2`.
     """
+    for b in range(delta.shape[0]):
+        _ascend_row(delta, grad, b, alpha, tau, inf_norm, delta)
+
+
+@numba.njit(cache=True)
+def momentum_ascend(delta, previous, grad, eta, tau, inf_norm, momentum, work):
+    r"""One APGD step (Croce & Hein 2020): steepest ascent, projection, momentum, projection; in place.
+
+    .. math::
+
+        z_b = \Pi\big(\delta_b + \eta_b\, d_b\big), \qquad
+        \delta_b \leftarrow \Pi\big(\delta_b + \mu\,(z_b - \delta_b)
+                                    + (1 - \mu)(\delta_b - \delta_b^{\rm prev})\big),
+
+    with :math:`d_b` and :math:`\Pi` as in :func:`ascend_project`, a step
+    :math:`\eta_b` per example and momentum weight :math:`\mu` (``momentum = 1``:
+    the plain projected step).  ``previous`` receives the old :math:`\delta`.
+
+    Parameters
+    ----------
+    delta : (n, d) array, updated in place
+    previous : (n, d) array
+        :math:`\delta^{\rm prev}` on entry, the old :math:`\delta` on exit.
+    grad : (n, d) array
+    eta : (n,) float64 array
+        Step sizes :math:`\eta_b`.
+    tau : float
+    inf_norm : bool
+    momentum : float
+        :math:`\mu \in (0, 1]`.
+    work : (n, d) array, scratch
+    """
     n, d = delta.shape
     for b in range(n):
-        scale = alpha
-        if not inf_norm:
-            gsq = 0.0
-            for j in range(d):
-                gsq += grad[b, j] * grad[b, j]
-            scale = alpha / np.sqrt(gsq) if gsq > 0.0 else 0.0
-        dsq = 0.0
+        _ascend_row(delta, grad, b, eta[b], tau, inf_norm, work)
         for j in range(d):
-            g = grad[b, j]
-            v = delta[b, j] + scale * (np.sign(g) if inf_norm else g)
-            if inf_norm:
-                v = min(max(v, -tau), tau)
-            delta[b, j] = v
-            dsq += v * v
-        if not inf_norm and dsq > tau * tau:
-            shrink = tau / np.sqrt(dsq)
-            for j in range(d):
-                delta[b, j] *= shrink
+            old = delta[b, j]
+            delta[b, j] = old + momentum * (work[b, j] - old) + (1.0 - momentum) * (old - previous[b, j])
+            previous[b, j] = old
+        _project_row(delta, b, tau, inf_norm)
+
+
+@numba.njit(cache=True)
+def unit_line_offsets(v, radius, bias, slope, q, rho, out_offset, out_argmin):
+    r"""Best offset of a line of given slope below each unit on its input interval (linear relaxation).
+
+    For unit :math:`s(t) = \phi(t - b) - \phi(-t - b)` on :math:`t \in [v - r, v + r]`
+    and a slope :math:`\lambda \in [0, 1]`,
+
+    .. math::
+
+        c(\lambda) = \min_{|t - v| \le r} \big[s(t) - \lambda (t - v)\big],
+        \qquad s(t) \ge c(\lambda) + \lambda (t - v) \ \text{on the interval}.
+
+    :math:`s` is concave on :math:`t \le 0` and convex on :math:`t \ge 0`, so
+    the minimum is attained at :math:`v - r`, :math:`\min(v + r, 0)`, :math:`v + r`
+    or the stationary point of the convex part, :math:`\phi'(t^* - b) = \lambda`,
+    i.e. :math:`t^* = b + \varrho \lambda^{1/(q-1)}` (:math:`t^* = b` for the ReLU),
+    clipped to :math:`[\max(v - r, 0), v + r]`; all four are evaluated.
+    The minimiser :math:`t_\star` gives the supergradient
+    :math:`\partial c / \partial \lambda = -(t_\star - v)` (:math:`c` is concave in :math:`\lambda`).
+
+    Parameters
+    ----------
+    v : (n, m) float64 array
+        Centres :math:`v_{bi} = y_b u_{bi}`.
+    radius : (m,) float64 array
+        :math:`r_i`.
+    bias : (m,) float64 array
+    slope : (n, m) float64 array
+        :math:`\lambda_{bi} \in [0, 1]`.
+    q, rho : float
+        Activation parameters (``rho = 0``: ReLU).
+    out_offset, out_argmin : (n, m) float64 arrays, written
+        :math:`c(\lambda_{bi})` and :math:`t_\star - v_{bi}`.
+    """
+    n, m = v.shape
+    for b in range(n):
+        for i in range(m):
+            centre, r, bi, lam = v[b, i], radius[i], bias[i], slope[b, i]
+            lo, hi = centre - r, centre + r
+            stationary = bi
+            if rho > 0.0 and lam > 0.0:
+                stationary = bi + rho * lam ** (1.0 / (q - 1.0))
+            best, arg = np.inf, 0.0
+            for k in range(4):
+                if k == 0:
+                    t = lo
+                elif k == 1:
+                    t = hi
+                elif k == 2:
+                    t = min(hi, 0.0)
+                    if t < lo:
+                        continue
+                else:
+                    if hi < 0.0:
+                        continue
+                    t = min(max(stationary, max(lo, 0.0)), hi)
+                pos, _ = activation(abs(t) - bi, q, rho)
+                value = np.copysign(pos, t) - lam * (t - centre)
+                if value < best:
+                    best, arg = value, t - centre
+            out_offset[b, i] = best
+            out_argmin[b, i] = arg
+
+
+@numba.njit(cache=True)
+def envelope_tangent(v, radius, bias, q, rho, out_point, out_slope):
+    r"""Where the convex envelope of each unit on its input interval leaves the unit, and its slope there.
+
+    On :math:`[l, h] = [v - r, v + r]` the unit :math:`s` is concave for
+    :math:`t \le 0` and convex for :math:`t \ge 0`, so its convex envelope is the
+    line from :math:`(l, s(l))` of slope
+
+    .. math::
+
+        \lambda_T = \min_{l < t \le h} \frac{s(t) - s(l)}{t - l}
+
+    up to the minimiser :math:`t_T`, and :math:`s` itself beyond (for
+    :math:`l \ge 0`: :math:`s` throughout, :math:`t_T = l`, :math:`\lambda_T = s'(l)`).
+    The minimum is taken over :math:`h`, the kinks :math:`\pm b` and, for the
+    smoothed ReLU, 16 points of :math:`[b, b + \varrho]`; an approximate
+    :math:`\lambda_T` only loosens, never invalidates, the bound that uses it
+    (:func:`unit_line_offsets` computes the exact offset for any slope).
+
+    Parameters
+    ----------
+    v : (n, m) float64 array
+        Interval centres.
+    radius, bias : (m,) float64 arrays
+    q, rho : float
+    out_point, out_slope : (n, m) float64 arrays, written
+        :math:`t_T` and :math:`\lambda_T`.
+    """
+    n, m = v.shape
+    for b in range(n):
+        for i in range(m):
+            lo, hi, bi = v[b, i] - radius[i], v[b, i] + radius[i], bias[i]
+            at_lo, slope_lo = activation(abs(lo) - bi, q, rho)
+            if lo >= 0.0 or hi <= lo:
+                out_point[b, i], out_slope[b, i] = lo, slope_lo
+                continue
+            s_lo = np.copysign(at_lo, lo)
+            best, point = np.inf, hi
+            extra = 16 if rho > 0.0 else 0
+            for k in range(3 + extra):
+                if k == 0:
+                    t = hi
+                elif k == 1:
+                    t = bi
+                elif k == 2:
+                    t = -bi
+                else:
+                    t = bi + rho * (k - 2) / extra
+                if t <= lo or t > hi:
+                    continue
+                value, _ = activation(abs(t) - bi, q, rho)
+                ratio = (np.copysign(value, t) - s_lo) / (t - lo)
+                if ratio < best:
+                    best, point = ratio, t
+            out_point[b, i], out_slope[b, i] = point, min(max(best, 0.0), 1.0)
 
 
 @numba.njit(cache=True)

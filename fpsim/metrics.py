@@ -11,6 +11,8 @@ atoms), teacher :math:`w^*`.
 * :func:`dictionary_view` -- principal atoms and dense mixture of
   :math:`a_i = M^\top w_i` (C5).
 * :func:`update_spectrum` -- singular values of :math:`W' - W` (C7).
+* :func:`update_split` -- :math:`W' - W` split into each neuron's own-atom
+  growth and the rest, with the rest's spectrum (C7 diagnostic).
 * :func:`dense_direction_sensitivity` -- how a model's output moves along the
   dense direction :math:`M w^*` (C2, C5, C6).
 """
@@ -275,14 +277,102 @@ def update_spectrum(W_clean, W_adv, top=None):
     """
     W_adv = _weights("W_adv", W_adv)
     W = _weights("W_clean", W_clean, W_adv)
-    rank = min(W.shape)
+    return _spectrum(W_adv - W, top, "W_adv equals W_clean: the update W' - W is zero and has no spectrum")
+
+
+def _spectrum(delta, top, zero_message):
+    rank = min(delta.shape)
     top = min(5, rank) if top is None else check_int("top", top, 1, rank)
-    sigma = np.linalg.svd(W_adv - W, compute_uv=False)
+    sigma = np.linalg.svd(delta, compute_uv=False)
     power = np.cumsum(sigma ** 2)
     if power[-1] <= 0:
-        raise ValueError("W_adv equals W_clean: the update W' - W is zero and has no spectrum")
+        raise ValueError(zero_message)
     energy = power / power[-1]
     return Spectrum(singular_values=sigma, energy=energy, top=top, top_energy=float(energy[top - 1]))
+
+
+@dataclass(frozen=True)
+class UpdateSplit:
+    r"""The update :math:`W' - W` split into own-atom growth and the rest (C7 diagnostic).
+
+    Attributes
+    ----------
+    own_atom_share : float
+        :math:`\|\Delta^{\rm own}\|_F^2 / \|W' - W\|_F^2`.
+    own_atom_growth : (m,) ndarray
+        :math:`\Delta^{\rm own}_{i j_i} / a_{i j_i}`: each neuron's relative
+        growth along its own atom (1 means the coefficient doubled).
+    rest : Spectrum or None
+        Spectrum of :math:`\Delta^{\rm rest}` (``None`` when it is zero).
+    """
+
+    own_atom_share: float
+    own_atom_growth: np.ndarray
+    rest: Spectrum | None
+
+    def summary(self):
+        """Scalars for a report."""
+        return {"own_atom_share": self.own_atom_share,
+                "median_own_atom_growth": float(np.median(self.own_atom_growth)),
+                "rest_top": None if self.rest is None else self.rest.top,
+                "rest_top_energy": None if self.rest is None else self.rest.top_energy}
+
+
+def update_split(W_clean, W_adv, dictionary, top=None):
+    r"""Split :math:`W' - W` into each neuron's own-atom growth and the rest (C7 diagnostic).
+
+    In the dictionary basis, :math:`D = (W' - W) M` (rows :math:`\Delta a_i`);
+    neuron :math:`i`'s own atom is its clean principal atom
+    :math:`j_i = \arg\max_j |(W M)_{ij}|`.
+
+    .. math::
+
+        \Delta^{\rm own}_{ij} = D_{ij}\, 1_{j = j_i}, \qquad
+        \Delta^{\rm rest} = D - \Delta^{\rm own}, \qquad
+        \text{own share} = \frac{\|\Delta^{\rm own}\|_F^2}{\|W' - W\|_F^2}
+
+    (:math:`M` is orthogonal, so :math:`\|D\|_F = \|W' - W\|_F` and
+    :math:`\Delta^{\rm rest} M^\top` has the singular values of
+    :math:`\Delta^{\rm rest}`).  The theory's reading: growth along each
+    neuron's own atom is a diagonal-like, full-rank change; the removal of
+    the dense mixture (along :math:`M w^*` for every neuron) is the part
+    that can be low rank, so the rest's top energy is the number to read.
+
+    Parameters
+    ----------
+    W_clean, W_adv : (m, d) array_like
+        :math:`W` and :math:`W'`; they must differ.
+    dictionary : (d, d) array_like
+        Orthogonal :math:`M`.
+    top : int, optional
+        Top count for the rest's energy share, as in :func:`update_spectrum`.
+
+    Returns
+    -------
+    UpdateSplit
+    """
+    W_adv = _weights("W_adv", W_adv)
+    W = _weights("W_clean", W_clean, W_adv)
+    d = W.shape[1]
+    M = check_array("dictionary", dictionary, 2, dtype=np.float64, shape=(d, d))
+    if np.abs(M.T @ M - np.eye(d)).max() > _ORTHOGONALITY_TOL:
+        raise ValueError("dictionary must be orthogonal (M^T M = I)")
+    if top is not None:
+        top = check_int("top", top, 1, min(W.shape))
+    A = W @ M
+    D = (W_adv - W) @ M
+    total = float(np.vdot(D, D))
+    if total <= 0:
+        raise ValueError("W_adv equals W_clean: the update W' - W is zero and cannot be split")
+    rows = np.arange(W.shape[0])
+    own_atom = np.argmax(np.abs(A), axis=1)
+    own = D[rows, own_atom]
+    rest = D.copy()
+    rest[rows, own_atom] = 0.0
+    anchor = A[rows, own_atom]
+    growth = np.divide(own, anchor, out=np.zeros_like(own), where=anchor != 0)
+    rest_spectrum = _spectrum(rest, top, "") if np.any(rest) else None
+    return UpdateSplit(own_atom_share=float(own @ own) / total, own_atom_growth=growth, rest=rest_spectrum)
 
 
 def dense_direction_sensitivity(model, x, y, data_model, tau):

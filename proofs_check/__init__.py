@@ -6,10 +6,10 @@ Every claim module defines ``ID``, ``STATEMENT`` (what the paper says),
 claim needs (for example a run without adversarial training); such a row is
 shown as SKIP, never as PASS.
 """
-from . import (c1_far_from_init, c2_clean_not_robust, c3_adversarial_robust, c4_purification,
+from . import (c1_far_from_init, c2_clean_not_robust, c3_adversarial_robust, c3_fgm, c4_purification,
                c5_dense_mixture, c6_low_complexity, c7_low_rank)
 
-CLAIMS = (c1_far_from_init, c2_clean_not_robust, c3_adversarial_robust, c4_purification,
+CLAIMS = (c1_far_from_init, c2_clean_not_robust, c3_adversarial_robust, c3_fgm, c4_purification,
           c5_dense_mixture, c6_low_complexity, c7_low_rank)
 
 
@@ -43,7 +43,7 @@ def render_table(report, rows=None):
              f"(norm {cfg['norm']}), margin gamma={cfg['margin']:g}, seed={cfg['seed']}",
              "-" * 78]
     for row in rows:
-        lines.append(f"{row['verdict']:<5} {row['id']}  {row['statement']}")
+        lines.append(f"{row['verdict']:<5} {row['id']:<6} {row['statement']}")
         lines.append(f"      criterion: {row['criterion']}")
         measured = ", ".join(f"{k}={_fmt(v)}" for k, v in row["measured"].items())
         lines.append(f"      measured:  {measured}")

@@ -13,7 +13,7 @@ from . import evaluate, render_table
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m proofs_check",
-        description="Run fpsim once and check every theorem claim (C1-C7): the paper's statement, "
+        description="Run fpsim once and check every theorem claim (C1-C7 and C3-FGM): the paper's statement, "
                     "the measured numbers, the criterion, PASS/FAIL.")
     parser.add_argument("--preset", default="quick", choices=sorted(PRESETS))
     parser.add_argument("--out", default=None, help="output folder [default runs/proofs-PRESET]")

@@ -4,8 +4,11 @@ import os
 import numpy as np
 import pytest
 
+import fpsim.experiment as experiment
+from fpsim._io import UnreadableStateError, atomic_write_json
 from fpsim.cli import main
-from fpsim.experiment import PRESETS, Config, preset, run_experiment
+from fpsim.experiment import (PRESETS, Config, ConfigError, DivergenceError, check_memory, preset,
+                              run_experiment)
 
 TINY = dict(d=30, k=2, m=20, clean_steps=60, adv_steps=20, batch=32, eval_size=200,
             robust_eval_size=50, pgd_steps=3, restarts=1, curve_points=3, baseline_steps=0)
@@ -27,6 +30,10 @@ def test_presets_are_valid():
     (dict(m=2.5), TypeError, "m must be an integer"),
     (dict(robust_eval_size=5000), ValueError, "robust_eval_size must lie in"),
     (dict(magnitude=(0.0, 1.0)), ValueError, r"magnitude\[0\] must lie in"),
+    (dict(tau=0.0), ValueError, r"tau must lie in \(0, inf\)"),
+    (dict(dictionary="hadamard", d=30), ValueError, "needs d a power of two"),
+    (dict(attack_steps=0), ValueError, "attack_steps must lie in"),
+    (dict(n_train=10, batch=32), ValueError, "n_train must be 0"),
 ])
 def test_bad_config(changes, error, match):
     with pytest.raises(error, match=match):
@@ -35,7 +42,7 @@ def test_bad_config(changes, error, match):
 
 def test_report_files_and_resume(tmp_path):
     config = Config(**TINY)
-    report = run_experiment(config, tmp_path, progress=False)
+    report = run_experiment(config, tmp_path, progress=False, figures=False)
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["config"] == config.to_dict() and saved["seed"] == 0
     assert saved["clean"]["accuracy"] == report["clean"]["accuracy"]
@@ -43,7 +50,7 @@ def test_report_files_and_resume(tmp_path):
         assert w["W_init"].shape == (20, 30) and not np.array_equal(w["W_init"], w["W_clean"])
         first = {k: w[k].copy() for k in w.files}
     # a second run with the same config reuses the finished phases and gives the same numbers
-    again = run_experiment(config, tmp_path, progress=False)
+    again = run_experiment(config, tmp_path, progress=False, figures=False, reuse=False)
     assert again["clean"] == report["clean"]
     with np.load(tmp_path / "weights.npz") as w:
         for key in first:
@@ -66,3 +73,90 @@ def test_cli_rejects_bad_values(tmp_path, capsys):
     assert "k must lie in" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["run", "--norm", "3"])
+
+
+def _no_training(*args, **kwargs):
+    raise AssertionError("a saved phase was trained again")
+
+
+def test_evaluation_options_reuse_training_and_a_finished_run_is_read_back(tmp_path, monkeypatch):
+    config = Config(**TINY)
+    first = run_experiment(config, tmp_path, progress=False, figures=False)
+    monkeypatch.setattr(experiment, "train_clean", _no_training)
+    monkeypatch.setattr(experiment, "train_adversarial", _no_training)
+    changed = run_experiment(config.replace(eval_size=150, pgd_steps=2, curve_points=2), tmp_path,
+                             progress=False, figures=False)
+    assert changed["config"]["eval_size"] == 150 and changed["history"] == first["history"]
+    assert experiment.finished_phases(config.replace(eval_size=150), tmp_path) == ["clean", "adversarial"]
+    assert experiment.finished_phases(config.replace(tau=0.2), tmp_path) == ["clean"]
+    monkeypatch.setattr(experiment, "evaluate_net", _no_training)  # finished: nothing is recomputed
+    assert run_experiment(config.replace(eval_size=150, pgd_steps=2, curve_points=2), tmp_path,
+                          progress=False, figures=False) == changed
+
+
+def test_divergence_is_never_saved_as_finished(tmp_path):
+    config = Config(**TINY, adv_lr=1e30)
+    with pytest.raises(DivergenceError, match="adversarial training diverged.*lower the step size"):
+        run_experiment(config, tmp_path, progress=False, figures=False)
+    saved = os.listdir(tmp_path / ".fpsim")
+    assert any(f.startswith("clean-") for f in saved)
+    assert not any(f.startswith("adversarial-") and not f.endswith("checkpoint.npz") for f in saved)
+    assert not (tmp_path / "report.json").exists()
+
+
+def test_a_diverging_phase_keeps_its_last_good_checkpoint(tmp_path):
+    net0 = experiment.build(Config(**TINY))[1]
+
+    def diverge(ckpt):
+        np.savez(ckpt, W=net0.W)  # the last good state ...
+        raise DivergenceError("the weights are no longer finite at step 7")  # ... then NaN
+
+    with pytest.raises(DivergenceError, match="last good checkpoint is kept in .*clean-key-checkpoint"):
+        experiment._phase(str(tmp_path), "clean", "key", net0, False, diverge)
+    assert os.listdir(tmp_path) == ["clean-key-checkpoint.npz"]
+
+    def nan_weights(ckpt):
+        net = net0.copy()
+        net._W[...] = np.nan  # what a diverged SGD loop leaves (the setter refuses NaN)
+        return net, {"loss": [0.5]}
+
+    os.unlink(tmp_path / "clean-key-checkpoint.npz")
+    with pytest.raises(DivergenceError, match="non-finite"):
+        experiment._phase(str(tmp_path), "clean", "key", net0, False, nan_weights)
+    assert os.listdir(tmp_path) == []
+
+
+def test_unreadable_state_is_named_with_the_fix(tmp_path):
+    config = Config(**TINY)
+    state = tmp_path / ".fpsim"
+    state.mkdir()
+    bad = state / f"clean-{config.phase_key('clean')}-checkpoint.npz"
+    bad.write_bytes(b"PK\x03\x04 truncated")
+    with pytest.raises(UnreadableStateError, match=f"{bad}.*--fresh"):
+        run_experiment(config, tmp_path, progress=False, figures=False)
+    run_experiment(config, tmp_path, progress=False, figures=False, fresh=True)
+    (tmp_path / "report.json").write_text("{")
+    with pytest.raises(UnreadableStateError, match="report.json.*JSONDecodeError.*--fresh"):
+        run_experiment(config, tmp_path, progress=False, figures=False)
+
+
+def test_checks_before_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(experiment, "train_clean", _no_training)
+    need = check_memory(Config(**TINY), available=10**12)
+    message = r"needs about .* GiB of memory \(weights .* GiB.*but only .* GiB is available"
+    with pytest.raises(ConfigError, match=message):
+        check_memory(Config(**TINY), available=need - 1)
+    with pytest.raises(ConfigError, match="margin gamma=100 keeps 0.00% of the codes"):
+        run_experiment(Config(**TINY, margin=100.0), tmp_path, progress=False)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match="exists and is not a folder"):
+        run_experiment(Config(**TINY), tmp_path / "file", progress=False)
+
+
+def test_files_follow_the_umask(tmp_path):
+    old = os.umask(0o027)
+    try:
+        atomic_write_json(tmp_path / "r.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (os.stat(tmp_path / "r.json").st_mode & 0o777) == 0o640

@@ -147,6 +147,41 @@ def test_update_spectrum_validates():
         metrics.update_spectrum(np.ones((3, 2)), np.zeros((3, 2)), top=3)
 
 
+def test_update_split_separates_own_atom_growth_from_a_rank_one_rest():
+    # Clean neuron i sits on atom j_i (plus a small mixture); the update grows each own atom by
+    # g_i and adds a rank-1 term u v^T with v zero on every own atom: own share and the rest's
+    # rank are known exactly.
+    rng = np.random.default_rng(6)
+    m, d = 8, 12
+    M = orthogonal(d, 7)
+    own = rng.permutation(d)[:m]
+    A = 0.05 * rng.standard_normal((m, d))
+    A[np.arange(m), own] = rng.choice([-1, 1], m) * rng.uniform(1, 2, m)
+    growth = rng.uniform(0.2, 1.0, m)
+    u, v = rng.standard_normal(m), rng.standard_normal(d)
+    v[own] = 0.0
+    D = np.outer(u, v)
+    D[np.arange(m), own] = growth * A[np.arange(m), own]
+    W, W_adv = A @ M.T, (A + D) @ M.T
+    split = metrics.update_split(W, W_adv, M, top=1)
+    own_power = np.sum((growth * A[np.arange(m), own]) ** 2)
+    assert split.own_atom_share == pytest.approx(own_power / (own_power + (u @ u) * (v @ v)), rel=1e-10)
+    np.testing.assert_allclose(split.own_atom_growth, growth, rtol=1e-10)
+    assert split.rest.top_energy == pytest.approx(1.0, abs=1e-10)
+    # the whole update is full rank: its own top-1 share is well below 1
+    assert metrics.update_spectrum(W, W_adv, top=1).top_energy < 0.9
+    assert split.summary()["rest_top_energy"] == pytest.approx(1.0, abs=1e-10)
+
+
+def test_update_split_validates():
+    with pytest.raises(ValueError, match="cannot be split"):
+        metrics.update_split(np.ones((3, 2)), np.ones((3, 2)), np.eye(2))
+    with pytest.raises(ValueError, match="orthogonal"):
+        metrics.update_split(np.ones((3, 2)), np.zeros((3, 2)), 2 * np.eye(2))
+    only_own = metrics.update_split(np.eye(3), 2 * np.eye(3), np.eye(3))
+    assert only_own.own_atom_share == 1.0 and only_own.rest is None
+
+
 # -- dense direction -----------------------------------------------------------
 def test_dense_direction_sensitivity_of_the_teacher_rule():
     data = SparseCodingModel(16, 3, seed=2, dtype=np.float64)

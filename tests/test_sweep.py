@@ -1,3 +1,4 @@
+import csv
 import json
 import sys
 
@@ -43,20 +44,20 @@ def test_grid_rejects_bad_input(base, axes, error, match):
 ])
 def test_run_sweep_rejects_bad_configs(tmp_path, configs, error, match):
     with pytest.raises(error, match=match):
-        run_sweep(configs, tmp_path, progress=False)
+        run_sweep(configs, tmp_path, progress=False, figures=False)
 
 
 def test_run_sweep_rejects_a_bad_folder():
     with pytest.raises(TypeError, match="out_root must be a folder path"):
-        run_sweep([Config(**TINY)], None, progress=False)
+        run_sweep([Config(**TINY)], None, progress=False, figures=False)
 
 
 def test_sequential_sweep_writes_every_report_and_a_rerun_reuses_them(tmp_path, monkeypatch):
     configs = grid(Config(**TINY), seed=[0, 1])
-    reports = run_sweep(configs, tmp_path, progress=False)
+    reports = run_sweep(configs, tmp_path, progress=False, figures=False)
     assert [r["seed"] for r in reports] == [0, 1]
     for config, report in zip(configs, reports):
-        folder = tmp_path / config.fingerprint()
+        folder = tmp_path / f"seed={config.seed}"  # named by the field that varies
         assert json.loads((folder / "report.json").read_text())["config"] == config.to_dict()
         assert (folder / "weights.npz").exists()
         assert report["config"] == config.to_dict()
@@ -65,14 +66,14 @@ def test_sequential_sweep_writes_every_report_and_a_rerun_reuses_them(tmp_path, 
         raise AssertionError("a finished run was run again")
 
     monkeypatch.setattr(fpsim.sweep, "run_experiment", no_run)
-    assert run_sweep(configs, tmp_path, progress=False) == reports
+    assert run_sweep(configs, tmp_path, progress=False, figures=False) == reports
 
 
 def test_named_sweep_uses_the_names_and_reruns_a_changed_config(tmp_path):
     config = Config(**TINY)
-    first, = run_sweep({"tiny": config}, tmp_path, progress=False)
+    first, = run_sweep({"tiny": config}, tmp_path, progress=False, figures=False)
     assert (tmp_path / "tiny" / "report.json").exists()
-    changed, = run_sweep({"tiny": config.replace(adv_steps=5)}, tmp_path, progress=False)
+    changed, = run_sweep({"tiny": config.replace(adv_steps=5)}, tmp_path, progress=False, figures=False)
     assert changed["config"]["adv_steps"] == 5 and first["config"]["adv_steps"] == 10
     assert json.loads((tmp_path / "tiny" / "report.json").read_text())["config"]["adv_steps"] == 5
 
@@ -80,18 +81,34 @@ def test_named_sweep_uses_the_names_and_reruns_a_changed_config(tmp_path):
 def test_client_without_dask_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "dask.distributed", None)  # makes the import fail
     with pytest.raises(ImportError, match=r"pip install \.\[distributed\]"):
-        run_sweep([Config(**TINY)], tmp_path, client=object(), progress=False)
+        run_sweep([Config(**TINY)], tmp_path, client=object(), progress=False, figures=False)
 
 
 def test_dask_client_runs_the_same_sweep(tmp_path):
-    distributed = pytest.importorskip("dask.distributed")
+    import dask.distributed as distributed  # installed by the README's test command: never skipped
     configs = grid(Config(**TINY), seed=[0, 1])
     with distributed.LocalCluster(processes=False, n_workers=1, threads_per_worker=1,
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         with pytest.raises(TypeError, match="client must be a dask.distributed.Client"):
-            run_sweep(configs, tmp_path / "bad", client=object(), progress=False)
-        reports = run_sweep(configs, tmp_path / "dask", client=client, progress=False)
-    sequential = run_sweep(configs, tmp_path / "seq", progress=False)
+            run_sweep(configs, tmp_path / "bad", client=object(), progress=False, figures=False)
+        reports = run_sweep(configs, tmp_path / "dask", client=client, progress=False, figures=False)
+    sequential = run_sweep(configs, tmp_path / "seq", progress=False, figures=False)
     for config, report, expected in zip(configs, reports, sequential):
-        assert (tmp_path / "dask" / config.fingerprint() / "report.json").exists()
+        assert (tmp_path / "dask" / f"seed={config.seed}" / "report.json").exists()
         assert report["clean"] == expected["clean"] and report["adversarial"] == expected["adversarial"]
+
+
+def test_readable_names_and_summary_table(tmp_path):
+    configs = grid(Config(**TINY), d=[30, 40], magnitude=[(1.0, 1.2)])
+    assert fpsim.sweep.readable_names(configs) == ["d=30", "d=40"]
+    assert fpsim.sweep.readable_names([Config(**TINY)]) == [Config(**TINY).fingerprint()]
+    both = grid(Config(**TINY), k=[2.0, 3.0], magnitude=[(1.0, 1.2), (1.0, 1.5)])
+    assert fpsim.sweep.readable_names(both)[1] == "k=2_magnitude=1-1.5"
+    reports = run_sweep(configs, tmp_path, progress=False)
+    with open(tmp_path / "summary.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["name"] for r in rows] == ["d=30", "d=40"] and [r["d"] for r in rows] == ["30", "40"]
+    for row, report in zip(rows, reports):
+        assert float(row["adv_robust_lower"]) == report["adversarial"]["robust"]["lower"]
+        assert row["C3"] in ("PASS", "FAIL") and row["C6"] == "SKIP"
+    assert (tmp_path / "sweep_scaling.png").read_bytes()[:4] == b"\x89PNG"

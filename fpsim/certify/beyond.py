@@ -97,11 +97,14 @@ def split_margins(W, bias, u, base, radius2, basis, kappas=KAPPAS, etas=ETAS):
     best = np.full(n, -np.inf)
     drop = np.empty(n)
     for eta in etas:
-        scaled = weak / np.sqrt(4.0 * (1.0 - eta) * bias[~strong])[:, None]
-        weak_quad = scaled.T @ scaled
+        with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+            scaled = weak / np.sqrt(4.0 * (1.0 - eta) * bias[~strong])[:, None]
+            weak_quad = scaled.T @ scaled
+        if not np.isfinite(weak_quad).all():      # thresholds so small that the quadratic overflows
+            continue
         weak_top = (np.linalg.norm(scaled, 2) ** 2 if len(scaled) else 0.0) * (1.0 + 1e-9)
         for kappa in kappas:
             kernels.split_drop(abs_u, bias, top, alpha, resid, strong, gram, coef, weak_quad, weak_top,
                                float(radius2), float(kappa), float(eta), drop)
-            best = np.maximum(best, base - drop)
+            best = np.maximum(best, base - np.where(np.isnan(drop), np.inf, drop))
     return best

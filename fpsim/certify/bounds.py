@@ -42,7 +42,7 @@ and with :math:`\rho_2 = \sup \|\delta\|_2` (:math:`\tau` for :math:`\ell_2`,
 :math:`\sum_{i\in S}|\langle w_i, \delta\rangle| \le \tau\sqrt{|S|}\sigma_{\max}(W_S)`,
 made one-sided.)
 
-Three instances are computed per example and the best one is kept:
+Five instances are computed per example and the best one is kept:
 
 * ``"per_unit"`` -- :math:`S = \emptyset`: :math:`y f(x+\delta) \ge \sum_i y
   s_i(u_i - y r_i)`, the per-unit monotone bound;
@@ -52,11 +52,15 @@ Three instances are computed per example and the best one is kept:
 * ``"spectral"`` -- :math:`S` = all units with :math:`\text{drop}_i > 0`
   (a subset of the units that can be active somewhere in the ball,
   :math:`|u_i| + r_i > b_i`; every other unit never lowers the margin), with
-  the :math:`\sigma_{\max}` bound: the local spectral bound of MODEL.md §5.
+  the :math:`\sigma_{\max}` bound: the local spectral bound of MODEL.md §5;
+* ``"linear"`` -- a line below each unit on its input interval, closed over
+  the ball with the dual norm (CROWN), its slopes optimised per example
+  (α-CROWN's idea, via the relaxed primal): :mod:`fpsim.certify.linear`, with
+  its derivation.  Optimised only where the two bounds above do not certify.
 * ``"split"`` -- beyond the threshold (:math:`\tau \ge \theta`, where the
-  three above collapse): inactive units cost quadratically, not linearly,
+  bounds above collapse): inactive units cost quadratically, not linearly,
   and share the ball with the active ones (:mod:`fpsim.certify.beyond`).
-  Evaluated only on the examples the other three leave uncertified
+  Evaluated only on the examples the other four leave uncertified
   (``-inf`` elsewhere), in the basis of the data model's dictionary when one
   is given.
 
@@ -76,9 +80,10 @@ from .. import kernels
 from .beyond import orthonormal_basis, split_margins
 from .._validation import check_array, check_float, check_labels, check_norm
 from ..network import TwoLayerNet
+from .linear import LINEAR_ITERATIONS, _linear_bound
 
 #: Names of the certificates, in the order ties are resolved.
-METHODS = ("per_unit", "gram", "spectral", "split")
+METHODS = ("per_unit", "gram", "spectral", "linear", "split")
 
 
 def certified_margins(net, x, y, norm, tau, dictionary=None):
@@ -136,9 +141,13 @@ def _certify(net, x, y, norm, tau, dictionary=None):
 
     bounds = {"per_unit": base - drop.sum(axis=1), "gram": base - joint}
     slack = (d + net.m) * np.finfo(net.dtype).eps * (np.abs(u).sum(axis=1) + radius.sum())
+    cheap = np.maximum(bounds["per_unit"], bounds["gram"])
+    # linear relaxation (fpsim.certify.linear): slopes optimised only where nothing cheaper certifies
+    bounds["linear"] = _linear_bound(W, bias, u, yf, radius, tau, norm == np.inf, q, rho, LINEAR_ITERATIONS,
+                                     refine=cheap <= slack, target=slack)
     bounds["spectral"] = _spectral_bound(W, gram, moving, base, radius2,
-                                         np.maximum(bounds["per_unit"], bounds["gram"]), slack)
-    open_ = np.maximum.reduce([bounds[name] for name in ("per_unit", "gram", "spectral")]) <= slack
+                                         np.maximum(cheap, bounds["linear"]), slack)
+    open_ = np.maximum.reduce([bounds[name] for name in ("per_unit", "gram", "spectral", "linear")]) <= slack
     bounds["split"] = np.full(n, -np.inf)
     if open_.any():
         bounds["split"][open_] = split_margins(W, bias, u[open_], base[open_], radius2,

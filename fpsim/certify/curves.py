@@ -1,6 +1,6 @@
 r"""Robust accuracy as a certified interval, over one radius or a curve of radii.
 
-The upper end comes from attacks (:func:`fpsim.attacks.attack_margin`), the
+The upper end comes from attacks (:func:`fpsim.attacks.attack_margins`), the
 lower end from the bounds of :mod:`fpsim.certify.bounds`.
 """
 from __future__ import annotations
@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 
 from .._validation import check_array, check_float, check_int, check_random_state
-from ..attacks import attack_margin
+from ..attacks import attack_margins, first_breaker
 from .bounds import METHODS, _certify, _check_certify
 
 
@@ -35,6 +35,10 @@ class RobustAccuracy:
         Certified lower bound on :math:`\min_{\|\delta\|_p \le \tau} y f(x+\delta)`.
     attack_margin : (n,) float64 ndarray
         Lowest margin :math:`y f(x+\delta)` reached by the attacks (and :math:`\delta = 0`).
+    broken_by : (n,) str ndarray or None
+        The attack (one of :data:`fpsim.attacks.ATTACK_NAMES`; ``"clean"``:
+        misclassified already) that broke each example, ``""`` where it
+        survived; ``None`` when not recorded.
     """
 
     norm: float
@@ -46,6 +50,7 @@ class RobustAccuracy:
     method: np.ndarray
     certified_margin: np.ndarray
     attack_margin: np.ndarray
+    broken_by: np.ndarray = None
 
     @property
     def gap(self):
@@ -94,12 +99,14 @@ def robust_accuracy(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, 
     certified = certified_margin > slack
     method = np.where(certified, np.asarray(METHODS)[best], "")
 
-    worst = attack_margin(net, x, y, norm, tau, model=model, pgd_steps=pgd_steps, restarts=restarts,
-                          rng=rng)
+    margins = attack_margins(net, x, y, norm, tau, model=model, pgd_steps=pgd_steps, restarts=restarts,
+                             rng=rng)
+    worst = np.min(list(margins.values()), axis=0)
     survived = worst > 0
     return RobustAccuracy(norm=norm, tau=tau, lower=float(certified.mean()), upper=float(survived.mean()),
                           certified=certified, survived=survived, method=method,
-                          certified_margin=certified_margin, attack_margin=worst)
+                          certified_margin=certified_margin, attack_margin=worst,
+                          broken_by=first_breaker(margins))
 
 
 def robust_curve(net, x, y, norm, taus, model=None, pgd_steps=20, restarts=2, rng=None):

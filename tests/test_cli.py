@@ -1,0 +1,61 @@
+"""The command line: help, refused options, checks before work."""
+import dataclasses
+import re
+
+import pytest
+
+from fpsim.cli import RANGES, build_parser, main
+from fpsim.experiment import PRESETS, Config, preset
+
+
+def _help(capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_shows_every_preset_value_and_range(capsys):
+    text = _help(capsys)
+    for f in dataclasses.fields(Config):
+        for name in PRESETS:
+            value = getattr(preset(name), f.name)
+            shown = f"{value[0]:g} {value[1]:g}" if isinstance(value, tuple) else str(value)
+            assert f"{name}: {shown}" in text, f.name
+    for name, rng in RANGES.items():
+        assert f"range {rng}" in text
+
+
+@pytest.mark.parametrize("args,match", [
+    (["--q", "3"], "--q only applies to --activation smooth"),
+    (["--rho", "0.2"], "--rho only applies"),
+    (["--attack", "fgm", "--attack-steps", "3"], "--attack-steps only applies to --attack pgd"),
+    (["--ramp-steps", "10"], "--ramp-steps needs --threshold-end"),
+    (["--adv-steps", "0", "--adv-lr", "1"], "--adv-lr needs --adv-steps > 0"),
+    (["--baseline-steps", "0", "--baseline-lr", "1"], "--baseline-lr needs --baseline-steps > 0"),
+    (["--d", "1e6"], r"needs about .* GiB"),
+    (["--eval-size", "1e12"], r"evaluation .* GiB"),
+    (["--tau", "0"], r"tau must lie in \(0, inf\)"),
+    (["--margin", "100"], "margin gamma=100"),
+    (["--dictionary", "hadamard"], "needs d a power of two"),
+])
+def test_refused_before_work(tmp_path, capsys, args, match):
+    assert main(["run", "--out", str(tmp_path / "out"), *args]) == 2
+    assert re.search(match, capsys.readouterr().err)
+    assert not (tmp_path / "out" / ".fpsim").exists()
+
+
+def test_output_that_is_a_file_is_refused(tmp_path, capsys):
+    (tmp_path / "f").write_text("")
+    assert main(["run", "--out", str(tmp_path / "f")]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_report_of_a_missing_run_is_named(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 1
+    assert "report.json is missing" in capsys.readouterr().err
+
+
+def test_smooth_activation_accepts_q_and_rho(tmp_path, capsys):
+    # the combination is meaningful: no refusal (stopped right after the checks by a bad --threads)
+    assert main(["run", "--out", str(tmp_path), "--activation", "smooth", "--q", "3", "--threads", "0"]) == 2
+    assert "threads must lie in" in capsys.readouterr().err
