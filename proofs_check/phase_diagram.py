@@ -83,7 +83,8 @@ def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None):
     :math:`k = \mathrm{round}(d^c)` (at least 1, below :math:`d`), :math:`m = 2d`,
     :math:`\theta = 0.6/\sqrt k`, :math:`\tau = 0.4/\sqrt k`, clean steps
     ``steps_per_atom * d / k``, adversarial steps half of that, no C6
-    baselines, the report's own curve reduced to 3 points.  ``steps_per_atom``
+    baselines and no extra low-rank or FGM adversarial runs, the report's own
+    curve reduced to 3 points.  ``steps_per_atom``
     overrides the mode's value.
     """
     s = QUICK if quick else FULL
@@ -95,6 +96,7 @@ def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None):
     root = math.sqrt(k)
     return preset(base, d=int(d), k=k, m=2 * int(d), threshold=0.6 / root, tau=0.4 / root,
                   clean_steps=clean_steps, adv_steps=max(1, clean_steps // 2), baseline_steps=0,
+                  lowrank_ranks="none", fgm_check="off",
                   eval_size=s["eval_size"], robust_eval_size=s["robust_eval_size"], pgd_steps=s["pgd_steps"],
                   restarts=s["restarts"], curve_points=3, seed=seed)
 
@@ -283,7 +285,8 @@ def run(ds, exponents, out, client=None, quick=False, base="paper", seed=0, step
         if name in names.values():  # two exponents rounding to one k: one run
             continue
         names[(d, c)] = name
-    run_sweep({names[key]: cells[key] for key in names}, out, client=client, progress=progress)
+    # per-run figures are not needed here (``fpsim report DIR`` draws them later)
+    run_sweep({names[key]: cells[key] for key in names}, out, client=client, progress=progress, figures=False)
     folders = [os.path.join(out, names[key]) for key in names]
     kwargs = dict(points=settings["points"], progress=progress)
     if client is None:

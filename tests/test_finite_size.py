@@ -56,9 +56,10 @@ def test_mixture_projection_matches_a_direct_computation():
 def run_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fs") / "run"
     config = preset("paper", d=32, k=3.0, m=64, threshold=0.6 / math.sqrt(3), tau=0.4 / math.sqrt(3),
-                    clean_steps=150, adv_steps=60, baseline_steps=0, eval_size=300, robust_eval_size=150,
+                    clean_steps=150, adv_steps=60, baseline_steps=0, lowrank_ranks="none", fgm_check="off",
+                    eval_size=300, robust_eval_size=150,
                     curve_points=1, pgd_steps=8, restarts=1)
-    run_experiment(config, str(folder), progress=False)
+    run_experiment(config, str(folder), progress=False, figures=False)
     return str(folder)
 
 
