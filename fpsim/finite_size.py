@@ -243,7 +243,7 @@ def _load_run(run_dir):
         report = json.load(handle)
     config = Config(**report["config"])
     with np.load(os.path.join(run_dir, "weights.npz")) as saved:
-        weights = {name: saved[name] for name in saved.files}
+        weights = {name: saved[name] for name in ("W_clean", "W_adv") if name in saved.files}
     return report, config, weights
 
 
@@ -290,9 +290,9 @@ def finite_size_point(run_dir, grid=GRID, points=GRID_POINTS, n_eval=None, refin
     """
     run_dir = os.fspath(run_dir)
     report, config, weights = _load_run(run_dir)
-    if "W_adv" not in weights:
-        raise ValueError(f"run {run_dir} has no adversarially trained weights (adv_steps=0); "
-                         f"finite_size_point needs W_clean and W_adv")
+    if "W_clean" not in weights or "W_adv" not in weights:
+        raise ValueError(f"run {run_dir}: weights.npz lacks W_clean or W_adv (adv_steps=0?); "
+                         f"finite_size_point needs both")
     n_eval = config.robust_eval_size if n_eval is None else check_int("n_eval", n_eval, 1, config.eval_size)
     settings = _settings(config, grid, points, n_eval, refine)
     path = os.path.join(run_dir, RESULT_FILE)

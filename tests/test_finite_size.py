@@ -181,3 +181,14 @@ def test_phase_diagram_on_a_dask_client_reuses_the_cells(phase_out):
                                                steps_per_atom=5, progress=False)
     assert [str(r["s"]) for r in rows] == [r["s"] for r in before]
     assert fitted["verdict"] == "UNDECIDED"
+
+
+def test_finite_size_point_refuses_a_run_without_adversarial_weights(run_dir, tmp_path):
+    import shutil
+    folder = tmp_path / "noadv"
+    shutil.copytree(run_dir, folder)
+    with np.load(folder / "weights.npz") as saved:
+        np.savez(folder / "weights.npz", W_clean=saved["W_clean"])
+    (folder / finite_size.RESULT_FILE).unlink(missing_ok=True)
+    with pytest.raises(ValueError, match="W_adv"):
+        finite_size_point(str(folder))
