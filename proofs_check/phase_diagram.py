@@ -115,19 +115,23 @@ def row_of(c, point):
 
 
 def fit(rows):
-    r"""Least-squares fits of :math:`\log R`: on :math:`\log(\sqrt k\rho)`, and on :math:`\log d, \log k`.
+    r"""Least-squares fits of :math:`\log R` on :math:`\log(\sqrt k\rho)`, on :math:`\log d, \log k`, on all three.
 
     Returns
     -------
     dict
         ``points`` used, ``span`` (max/min of :math:`\sqrt k\rho`), ``slope``
         on :math:`\log(\sqrt k\rho)` and ``intercept``; ``slope_d``, ``slope_k``
-        of the joint fit (NaN when there are fewer points than parameters);
-        ``verdict`` (PASS / FAIL / UNDECIDED) by the criterion of the module docstring.
+        of the joint fit on :math:`\log d, \log k`; ``full``: the slopes
+        ``d``, ``k``, ``sqrt_k_rho`` of the fit on all three (descriptive: does
+        :math:`\rho` explain what :math:`d, k` leave?); a fit with fewer points
+        than parameters, or a singular design, gives NaN.  ``verdict`` (PASS /
+        FAIL / UNDECIDED) by the criterion of the module docstring, from ``slope`` only.
     """
     use = [r for r in rows if np.isfinite(r["R"]) and r["R"] > 0 and r["sqrt_k_rho"] > 0]
     out = {"points": len(use), "span": float("nan"), "slope": float("nan"), "intercept": float("nan"),
-           "slope_d": float("nan"), "slope_k": float("nan")}
+           "slope_d": float("nan"), "slope_k": float("nan"),
+           "full": {"d": float("nan"), "k": float("nan"), "sqrt_k_rho": float("nan")}}
     if use:
         logR = np.log([r["R"] for r in use])
         x = np.log([r["sqrt_k_rho"] for r in use])
@@ -139,6 +143,10 @@ def fit(rows):
         if len(use) >= 3 and np.linalg.matrix_rank(design) == 3:
             coef = np.linalg.lstsq(design, logR, rcond=None)[0]
             out["slope_d"], out["slope_k"] = float(coef[1]), float(coef[2])
+        design = np.column_stack([design, x])
+        if len(use) >= 4 and np.linalg.matrix_rank(design) == 4:
+            coef = np.linalg.lstsq(design, logR, rcond=None)[0]
+            out["full"] = {"d": float(coef[1]), "k": float(coef[2]), "sqrt_k_rho": float(coef[3])}
     if out["points"] < MIN_POINTS or not out["span"] >= MIN_SPAN or not np.isfinite(out["slope"]):
         out["verdict"] = "UNDECIDED"
     else:
@@ -173,6 +181,9 @@ def render(rows, fitted):
               f"{PREDICTED:g}) over {fitted['points']} points, sqrt(k) rho spanning x{_fmt(fitted['span'])}",
               f"Joint fit log R = a + s_d log d + s_k log k: s_d {_fmt(fitted['slope_d'])}, "
               f"s_k {_fmt(fitted['slope_k'])}",
+              f"Full fit log R = a + s_d log d + s_k log k + s_rho log(sqrt(k) rho): "
+              f"s_d {_fmt(fitted['full']['d'])}, s_k {_fmt(fitted['full']['k'])}, "
+              f"s_rho {_fmt(fitted['full']['sqrt_k_rho'])}",
               f"{fitted['verdict']}  {ID}: {STATEMENT}",
               f"      criterion: {CRITERION}"]
     return "\n".join(lines)

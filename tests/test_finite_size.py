@@ -137,6 +137,12 @@ def test_phase_fit_verdicts():
     assert fitted["slope"] == pytest.approx(-1.0) and fitted["verdict"] == "PASS"
     assert phase_diagram.fit([dict(r, R=1.0) for r in rows])["verdict"] == "FAIL"   # flat: slope 0
     assert phase_diagram.fit(rows[:2])["verdict"] == "UNDECIDED"                   # too few points
+    # the fits recover the exponents of an exact power law with independent regressors
+    law = [{"d": d, "k": k, "sqrt_k_rho": x, "R": 2.0 * d ** 0.3 * k ** -0.7 * x ** -1.2}
+           for d, k, x in ((100, 4, 1.0), (200, 4, 3.0), (100, 9, 2.0), (400, 16, 1.5), (200, 16, 5.0))]
+    full = phase_diagram.fit(law)["full"]
+    assert (full["d"], full["k"], full["sqrt_k_rho"]) == pytest.approx((0.3, -0.7, -1.2))
+    assert math.isnan(phase_diagram.fit(law[:3])["full"]["d"])                  # 3 points, 4 parameters
     narrow = [dict(r, sqrt_k_rho=1 + 0.1 * i, R=1 / (1 + 0.1 * i)) for i, r in enumerate(rows)]
     assert phase_diagram.fit(narrow)["verdict"] == "UNDECIDED"                      # no leverage
 
