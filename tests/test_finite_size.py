@@ -1,0 +1,200 @@
+import csv
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+from fpsim import finite_size, plots
+from fpsim.data import SparseCodingModel
+from fpsim.experiment import preset, run_experiment
+from fpsim.finite_size import (crossing_radii, finite_size_point, ideal_net, mixture_projection, radius_grid,
+                               separation)
+from proofs_check import phase_diagram
+
+
+@pytest.mark.parametrize("d, k, dictionary", [(40, 4, "random"), (64, 8, "hadamard"), (50, 2, "identity")])
+def test_ideal_net_is_exact_below_the_smallest_magnitude(d, k, dictionary):
+    # equal magnitudes 1/sqrt(k): f(x) = (1 - theta sqrt(k)) <w*, z>, the label's sign whenever <w*, z> != 0
+    model = SparseCodingModel(d, k, dictionary=dictionary, magnitude=(1.0, 1.0), margin=1e-3, seed=2)
+    x, y, _ = model.sample(2000, np.random.default_rng(0))
+    for theta in (0.0, 0.5 / math.sqrt(k), 0.95 / math.sqrt(k)):
+        assert ideal_net(model, theta).accuracy(x, y) == 1.0
+    # above every magnitude no unit fires: f = 0, never a correct prediction
+    assert ideal_net(model, 1.05 / math.sqrt(k)).accuracy(x, y) == 0.0
+
+
+def test_ideal_net_obeys_the_margin_condition_of_its_docstring():
+    d, k, a, b = 60, 4.0, 1.0, 1.3
+    model = SparseCodingModel(d, k, magnitude=(a, b), seed=5, dtype=np.float64)
+    x, y, z = model.sample(4000, np.random.default_rng(1))
+    theta = 0.6 / math.sqrt(k)
+    lo, hi = 1 - theta * math.sqrt(k) / a, 1 - theta * math.sqrt(k) / b
+    centre, half = (lo + hi) / 2, (hi - lo) / 2
+    sure = centre * np.abs(z @ model.w_star) > half * np.abs(z * model.w_star).sum(axis=1)
+    margin = y * ideal_net(model, theta).forward(x)
+    assert sure.mean() > 0.5                  # the condition is not vacuous here
+    assert (margin[sure] > 0).all()
+
+
+def test_mixture_projection_matches_a_direct_computation():
+    rng = np.random.default_rng(3)
+    model = SparseCodingModel(30, 3, seed=4)
+    W = rng.normal(size=(12, 30))
+    W[:6] += 5 * model.dictionary[:, :6].T       # some units with a clear principal atom
+    from fpsim.network import TwoLayerNet
+    got = mixture_projection(TwoLayerNet(W), model)
+    A = W @ model.dictionary
+    A[np.arange(12), np.argmax(np.abs(A), axis=1)] = 0.0
+    expect = A @ (model.w_star / np.linalg.norm(model.w_star)) / np.linalg.norm(W, axis=1)
+    np.testing.assert_allclose(got["rho"], expect, rtol=1e-10, atol=1e-12)
+    assert got["median"] == pytest.approx(np.median(expect))
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("fs") / "run"
+    config = preset("paper", d=32, k=3.0, m=64, threshold=0.6 / math.sqrt(3), tau=0.4 / math.sqrt(3),
+                    clean_steps=150, adv_steps=60, baseline_steps=0, lowrank_ranks="none", fgm_check="off",
+                    eval_size=300, robust_eval_size=150,
+                    curve_points=1, pgd_steps=8, restarts=1)
+    run_experiment(config, str(folder), progress=False, figures=False)
+    return str(folder)
+
+
+def test_crossing_radii_are_ordered_and_bracketed_by_the_curve(run_dir):
+    point = finite_size_point(run_dir, points=7)
+    levels = ("0.99", "0.5", "0.01")
+    for name in finite_size.NETS:
+        net = point["nets"][name]
+        for level in levels:                                   # certified end first
+            assert net["lower"][level] <= net["upper"][level]
+        for end in ("lower", "upper"):
+            radii = [net[end][level] for level in levels]
+            assert radii == sorted(radii)                      # 99 % <= 50 % <= 1 %
+            taus = np.array(net["curve"]["taus"])
+            values = np.array(net["curve"][end])
+            for level, r in zip(levels, radii):
+                if np.isfinite(r) and r > 0:   # every evaluated radius before r is above the level
+                    assert (values[taus < r] >= float(level)).all()
+                    assert (values[taus >= r] < float(level)).any()
+        assert np.all(np.array(net["curve"]["lower"]) <= np.array(net["curve"]["upper"]))
+    sep = separation(point)
+    assert sep["ratio"] == pytest.approx(point["nets"]["clean"]["upper"]["0.01"]
+                                         / point["nets"]["adversarial"]["lower"]["0.99"])
+    assert sep["holds"] == (sep["ratio"] < 1)
+
+
+def test_finite_size_point_is_resumable(run_dir, monkeypatch):
+    first = finite_size_point(run_dir, points=7)
+    path = os.path.join(run_dir, finite_size.RESULT_FILE)
+    stamp = os.stat(path).st_mtime_ns
+
+    def fail(*args, **kwargs):
+        raise AssertionError("recomputed although the result file was there")
+
+    monkeypatch.setattr(finite_size, "crossing_radii", fail)
+    again = finite_size_point(run_dir, points=7)
+    assert os.stat(path).st_mtime_ns == stamp
+    assert json.dumps(finite_size.jsonable(again), sort_keys=True) == \
+        json.dumps(finite_size.jsonable(first), sort_keys=True)
+    with pytest.raises(AssertionError, match="recomputed"):   # other settings: not reused
+        finite_size_point(run_dir, points=5)
+
+
+def test_crossing_radii_edges():
+    model = SparseCodingModel(20, 2, magnitude=(1.0, 1.0), margin=1e-3, seed=1)
+    x, y, _ = model.sample(100, np.random.default_rng(2))
+    net = ideal_net(model, 0.5 / math.sqrt(2))
+    out = crossing_radii(net, model, x, y, 2, [0.0, 1e-4], pgd_steps=2, restarts=1, refine=0)
+    assert out["upper"]["0.5"] == float("inf")                 # still robust at the last radius
+    out = crossing_radii(ideal_net(model, 2.0), model, x, y, 2, [0.0, 1e-4], pgd_steps=2, restarts=1)
+    assert out["lower"]["0.99"] == 0.0 and out["upper"]["0.01"] == 0.0   # never accurate
+    with pytest.raises(ValueError, match="level"):
+        crossing_radii(net, model, x, y, 2, [0.0, 0.1], levels=(1.5,))
+    assert radius_grid(4.0, (0.1, 4.0), 3).tolist() == pytest.approx([0.0, 0.05, 0.316227766, 2.0])
+
+
+def test_separation_on_a_synthetic_point():
+    def net(lower, upper, curve):
+        return {"lower": lower, "upper": upper, "curve": curve}
+    curve = {"taus": [0.0, 0.1, 0.2], "lower": [1.0, 1.0, 0.995], "upper": [1.0, 0.005, 0.0]}
+    point = {"nets": {"clean": net({}, {"0.01": 0.09}, curve),
+                      "adversarial": net({"0.99": 0.3}, {}, curve),
+                      "ideal": net({"0.99": 0.05}, {}, curve)}}
+    sep = separation(point)
+    assert sep["holds"] and sep["ratio"] == pytest.approx(0.3) and sep["witness"] == 0.1
+    assert not sep["ideal_holds"] and sep["ideal_ratio"] == pytest.approx(1.8)
+    point["nets"]["adversarial"]["lower"]["0.99"] = 0.0
+    assert separation(point)["ratio"] == float("inf") and not separation(point)["holds"]
+
+
+def test_phase_fit_verdicts():
+    rows = [{"d": d, "k": k, "R": 1 / x, "sqrt_k_rho": x} for d, k, x in ((100, 4, 1.0), (200, 9, 2.0),
+                                                                          (400, 16, 4.0))]
+    fitted = phase_diagram.fit(rows)
+    assert fitted["slope"] == pytest.approx(-1.0) and fitted["verdict"] == "PASS"
+    assert phase_diagram.fit([dict(r, R=1.0) for r in rows])["verdict"] == "FAIL"   # flat: slope 0
+    assert phase_diagram.fit(rows[:2])["verdict"] == "UNDECIDED"                   # too few points
+    # the fits recover the exponents of an exact power law with independent regressors
+    law = [{"d": d, "k": k, "sqrt_k_rho": x, "R": 2.0 * d ** 0.3 * k ** -0.7 * x ** -1.2}
+           for d, k, x in ((100, 4, 1.0), (200, 4, 3.0), (100, 9, 2.0), (400, 16, 1.5), (200, 16, 5.0))]
+    full = phase_diagram.fit(law)["full"]
+    assert (full["d"], full["k"], full["sqrt_k_rho"]) == pytest.approx((0.3, -0.7, -1.2))
+    assert math.isnan(phase_diagram.fit(law[:3])["full"]["d"])                  # 3 points, 4 parameters
+    narrow = [dict(r, sqrt_k_rho=1 + 0.1 * i, R=1 / (1 + 0.1 * i)) for i, r in enumerate(rows)]
+    assert phase_diagram.fit(narrow)["verdict"] == "UNDECIDED"                      # no leverage
+
+
+@pytest.fixture(scope="module")
+def phase_out(tmp_path_factory):
+    out = tmp_path_factory.mktemp("phase") / "phase"
+    import contextlib
+    import io
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = phase_diagram.main(["--d", "24", "--k-exponents", "0.33", "0.5", "--out", str(out), "--quick",
+                                   "--steps-per-atom", "5", "--quiet"])
+    return out, code, printed.getvalue()
+
+
+def test_phase_diagram_command_end_to_end(phase_out):
+    out, code, printed = phase_out
+    assert code == 0
+    with open(out / "phase.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [(r["d"], r["k"]) for r in rows] == [("24", "3.0"), ("24", "5.0")]
+    if plots.available():
+        assert (out / "phase.png").stat().st_size > 1000
+    else:                                  # matplotlib is an optional extra: the command says so
+        assert "matplotlib not installed" in printed
+    assert "| d | k |" in (out / "phase.md").read_text()
+    assert all(os.path.exists(out / f"d24-k{k}" / finite_size.RESULT_FILE) for k in (3, 5))
+    assert "UNDECIDED" in printed          # two points: the criterion refuses a verdict
+    with pytest.raises(SystemExit):
+        phase_diagram.main(["--d", "24", "--k-exponents", "1.5", "--out", str(out)])
+
+
+def test_phase_diagram_on_a_dask_client_reuses_the_cells(phase_out):
+    distributed = pytest.importorskip("dask.distributed")
+    out = phase_out[0]
+    with open(out / "phase.csv") as handle:
+        before = list(csv.DictReader(handle))
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        rows, fitted, _, _ = phase_diagram.run([24], [0.33, 0.5], str(out), client=client, quick=True,
+                                               steps_per_atom=5, progress=False)
+    assert [str(r["s"]) for r in rows] == [r["s"] for r in before]
+    assert fitted["verdict"] == "UNDECIDED"
+
+
+def test_finite_size_point_refuses_a_run_without_adversarial_weights(run_dir, tmp_path):
+    import shutil
+    folder = tmp_path / "noadv"
+    shutil.copytree(run_dir, folder)
+    with np.load(folder / "weights.npz") as saved:
+        np.savez(folder / "weights.npz", W_clean=saved["W_clean"])
+    (folder / finite_size.RESULT_FILE).unlink(missing_ok=True)
+    with pytest.raises(ValueError, match="W_adv"):
+        finite_size_point(str(folder))
