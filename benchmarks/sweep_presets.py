@@ -23,31 +23,26 @@ Names are the keys of ``CONFIGS`` (``quick`` and ``paper`` are
 ``--set field=value`` changes a :class:`fpsim.experiment.Config` field of
 every selected config.
 
-EXPERIMENTAL, not part of fpsim's certified interval: ``gap_margins`` and
-``split_margins`` are two extra sound lower bounds that live only in this
-script (candidates for ``fpsim.certify``).  ``--extra-bounds`` evaluates them
-on the saved nets and records them under ``experimental`` in the JSON line;
-``--curve``, ``--ideal`` and ``--selftest`` (their Monte-Carlo soundness
-check) use them too.  The ``report.json`` of a run never contains them.
+The research bounds this script used to carry (the quadratic "gap" bound
+and the Lagrangian "split" bound) are now ``fpsim.certify``'s ``"split"``
+certificate (``fpsim/certify/beyond.py``), part of every run's certified
+interval and of its soundness tests; the ideal pure-atom net is
+``fpsim.finite_size.ideal_net``.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
-import math
 import os
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import proofs_check  # noqa: E402
-from fpsim import TwoLayerNet, certify, kernels  # noqa: E402
-from fpsim._validation import stream  # noqa: E402
-from fpsim.experiment import Config, build, preset  # noqa: E402
+from fpsim.experiment import Config, finished_phases, preset  # noqa: E402
 from fpsim.sweep import run_or_load  # noqa: E402
 
 #: Named configurations.  See docs/presets.md for the results.  The research
@@ -57,7 +52,8 @@ CONFIGS = {
     "paper": preset("paper"),
     # tau > theta regime: C2 (nearly) holds, the adversarial net is robust under attack but not certified
     "paper_c2": preset("paper", d=800, m=1600, margin=2.0, threshold=0.12, tau=0.25, weight_decay=1e-3,
-                       clean_steps=1500, adv_steps=800, robust_eval_size=1000, baseline_steps=0),
+                       clean_steps=1500, adv_steps=800, robust_eval_size=1000, baseline_steps=0,
+                       lowrank_ranks="none", fgm_check="off"),
     # variants explored around "paper"
     "paper_wd3": preset("paper", clean_steps=1500, baseline_steps=0),
     "paper_lr1": preset("paper", clean_steps=1500, adv_steps=2000, adv_lr=1.0, weight_decay=1e-4,
@@ -149,8 +145,7 @@ def run(name, config, root, progress=False):
         times, not training times).
     """
     folder = os.path.join(root, f"{name}-{config.fingerprint()}")
-    state = os.path.join(folder, ".fpsim", config.fingerprint())
-    reused = [phase for phase in ("clean", "adversarial") if os.path.exists(os.path.join(state, phase + ".npz"))]
+    reused = finished_phases(config, folder)
     report_path = os.path.join(folder, "report.json")
     if os.path.exists(report_path):
         with open(report_path) as fh:
@@ -191,313 +186,7 @@ def record(name, overrides, report, folder, reused):
     return rec
 
 
-# -- EXPERIMENTAL: extra sound bounds, not part of fpsim's certified interval --------------------
-
-def gap_margins(net, x, y, tau, etas=(0.1, 0.2, 0.4, 0.6, 0.8), dictionary=None):
-    r"""EXPERIMENTAL. Sound lower bound on :math:`\min_{\|\delta\|_2 \le \tau} y f(x+\delta)` (the "gap" bound).
-
-    Not in fpsim.certify (yet).  Proof, per example and for each
-    :math:`\eta \in (0, 1)`; write :math:`a_i = \langle w_i, \delta\rangle` and
-    :math:`s_i` for unit :math:`i` (odd, non-decreasing, 1-Lipschitz,
-    :math:`|s_i(u)| \le (|u| - b_i)_+`):
-
-    * F = units active at x (:math:`|u_i| > b_i`): the margin loses at most
-      :math:`(-y a_i)_+`;
-    * N = inactive units with :math:`|u_i| > \eta b_i`: :math:`s_i(u_i) = 0`,
-      so they lose at most :math:`|a_i|`;
-    * every other unit has gap :math:`g_i = b_i - |u_i| \ge (1-\eta) b_i` and
-      :math:`|s_i(u_i + a_i)| \le (|a_i| - g_i)_+ \le a_i^2 / (4 g_i)`.
-
-    Summing, :math:`\sum_{F}(-y a_i)_+ + \sum_N |a_i| \le \tau \|\sum_{T} \epsilon_i w_i\|`
-    for some subset and signs, bounded by :math:`\tau\sqrt{\sum_{F\times F} (G_{ij})_+ +
-    2\sum_{F\times N} |G_{ij}| + \sum_{N\times N} |G_{ij}|}` (:math:`G = WW^\top`; in
-    F the signs are all :math:`-y`), and the rest by
-    :math:`\delta^\top (\sum_i w_i w_i^\top / (4(1-\eta) b_i)) \delta \le \tau^2 \Lambda_\eta`
-    (all units included: adding PSD terms only raises :math:`\lambda_{\max}`).
-    Unlike the per-unit/Gram bounds this one stays useful for :math:`\tau > \theta`:
-    an inactive unit costs only quadratically in how far the ball reaches past its gap.
-
-    Returns
-    -------
-    (n,) float64 ndarray
-        Compare with :func:`rounding_slack`, as ``fpsim.certify`` does.
-    """
-    W = net.W.astype(np.float64)
-    b = net.bias().astype(np.float64)
-    if not (b > 0).all():
-        return np.full(x.shape[0], -np.inf)
-    yf64 = np.asarray(y, np.float64)
-    u = x.astype(np.float64) @ W.T
-    f = np.empty(x.shape[0])
-    kernels.soft_threshold_units(u, b, net.q, net.rho_effective, f, np.empty_like(u))
-    base = yf64 * f
-    gram = W @ W.T
-    gpos, gabs = np.maximum(gram, 0.0), np.abs(gram)
-    absu = np.abs(u)
-    active = (absu > b).astype(np.float64)
-    ff = np.einsum("bi,bi->b", active @ gpos, active)
-    best = np.full(x.shape[0], -np.inf)
-    if dictionary is not None:
-        coef = W @ np.asarray(dictionary, np.float64)          # a_i = M^T w_i, rows
-        top = np.argmax(np.abs(coef), axis=1)
-        alpha = coef[np.arange(len(top)), top]
-        resid = np.sqrt(np.maximum(np.einsum("ij,ij->i", W, W) - alpha ** 2, 0.0)) * (1 + 1e-9) + 1e-12
-    for eta in etas:
-        near_b = (absu > eta * b) & (absu <= b)
-        variants = [(near_b, np.linalg.norm(W / np.sqrt(4 * (1 - eta) * b)[:, None], 2) ** 2 * (1 + 1e-9))]
-        if dictionary is not None:
-            gt = (1 - eta) * b - tau * resid
-            ok = gt > 0
-            per_atom = np.bincount(top[ok], weights=alpha[ok] ** 2 / (4 * gt[ok]), minlength=W.shape[1])
-            near_a = near_b | ((absu <= b) & ~ok[None, :])
-            variants.append((near_a, per_atom.max() * (1 + 1e-9)))
-        for near, lam in variants:
-            near = near.astype(np.float64)
-            lin2 = ff + 2 * np.einsum("bi,bi->b", active @ gabs, near) + np.einsum("bi,bi->b", near @ gabs, near)
-            best = np.maximum(best, base - tau * np.sqrt(lin2) - tau ** 2 * lam)
-    return best
-
-
-def split_margins(net, x, y, tau, dictionary, kappas=(0.05, 0.1, 0.2, 0.4), etas=(0.3, 0.6)):
-    r"""EXPERIMENTAL. Refined gap bound (l2): the attacker cannot spend the whole ball twice.
-
-    Per example, units are split into F (active at x: loses at most
-    :math:`(-y a_i)_+`, :math:`a_i = \langle w_i,\delta\rangle`), Qa, Qe and N (inactive,
-    loses at most :math:`|a_i|`).  Write :math:`w_i = p_i + r_i` with
-    :math:`p_i = \alpha_i M e_{j(i)}` on the unit's largest atom and
-    :math:`g_i = b_i - |u_i| > 0` its gap at x.
-
-    * Qa: :math:`\tilde g_i = g_i - \tau\|r_i\| \ge \kappa b_i`.  Since
-      :math:`|s_i(u_i + a_i)| \le (|a_i| - g_i)_+ \le (|\langle p_i,\delta\rangle| - \tilde g_i)_+
-      \le \langle p_i,\delta\rangle^2/(4\tilde g_i)`, their total is
-      :math:`\sum_j q_j \hat\delta_j^2` with :math:`\hat\delta = M^\top\delta` and
-      :math:`q_j = \sum_{i\in Qa, j(i)=j} \alpha_i^2/(4\tilde g_i)`.
-    * Qe: "weak" units (a fixed set, :math:`\|r_i\| > \|w_i\|/2`, never in Qa),
-      inactive with :math:`|u_i| \le \eta b_i`: cost :math:`\le a_i^2/(4(1-\eta)b_i)`,
-      total :math:`\le \tau^2\lambda_e`, :math:`\lambda_e` the top eigenvalue of
-      :math:`\sum_{\rm weak} w_iw_i^\top/(4(1-\eta)b_i)` (a superset: PSD terms only add).
-    * N: the rest of the inactive units.
-
-    With :math:`c` the worst signed sum of F/N rows (signs :math:`-y` on F) and
-    :math:`\hat c = M^\top c`, for every :math:`\mu > \max_j q_j` (add
-    :math:`\mu(\tau^2 - \|\hat\delta\|^2) \ge 0`, maximise coordinate-wise):
-
-    .. math::
-
-        \langle c,\delta\rangle + \sum_j q_j \hat\delta_j^2
-        \le \mu\tau^2 + \sum_j \frac{\hat c_j^2}{4(\mu - q_j)}
-        \le \mu\tau^2 + \frac{L^2}{4(\mu - q_{\rm in})} + \frac{L_\perp^2}{4(\mu - q_{\rm out})}
-
-    with :math:`J_1` the principal atoms of F, :math:`q_{\rm in} = \max_{J_1} q_j`,
-    :math:`q_{\rm out} = \max_j q_j`, :math:`L^2 = \sum_{F\times F}(G_{ij})_+ + \sum_{\text{other pairs of }F\cup N}|G_{ij}|
-    \ge \|c\|^2` (:math:`G = WW^\top`) and :math:`L_\perp^2` the same with the :math:`J_1`
-    coordinates removed from every row.  Any :math:`\mu` is sound (a grid is
-    used), as is every :math:`(\kappa, \eta)`; the best is kept.  A Python
-    loop over examples (≈ 20 ms each at m = 800).
-
-    Returns
-    -------
-    (n,) float64 ndarray
-        Compare with :func:`rounding_slack`, as ``fpsim.certify`` does.
-    """
-    W = net.W.astype(np.float64)
-    b = net.bias().astype(np.float64)
-    n = x.shape[0]
-    if not (b > 0).all():
-        return np.full(n, -np.inf)
-    A = W @ np.asarray(dictionary, np.float64)
-    norms = np.linalg.norm(W, axis=1)
-    top = np.argmax(np.abs(A), axis=1)
-    alpha = A[np.arange(len(top)), top]
-    resid = np.sqrt(np.maximum(norms ** 2 - alpha ** 2, 0.0)) * (1 + 1e-9) + 1e-12
-    yy = np.asarray(y, np.float64)
-    u = x.astype(np.float64) @ W.T
-    f = np.empty(n)
-    kernels.soft_threshold_units(u, b, net.q, net.rho_effective, f, np.empty_like(u))
-    base = yy * f
-    gram = W @ W.T
-    absu = np.abs(u)
-    best = np.full(n, -np.inf)
-    weak = resid > 0.5 * norms            # units far from any single atom: handled by lambda_e
-    for kappa in kappas:
-        for eta in etas:
-            lam_e = (np.linalg.norm(W[weak] / np.sqrt(4 * (1 - eta) * b[weak])[:, None], 2) ** 2
-                     * (1 + 1e-9) if weak.any() else 0.0)
-            for e in range(n):
-                act = absu[e] > b
-                gtil = b - absu[e] - tau * resid
-                qa = ~act & ~weak & (gtil >= kappa * b)
-                qe = ~act & weak & (absu[e] <= eta * b)
-                near = ~act & ~qa & ~qe
-                fn = np.flatnonzero(act | near)
-                q = np.bincount(top[qa], weights=alpha[qa] ** 2 / (4 * gtil[qa]), minlength=W.shape[1])
-                j1 = np.unique(top[act])
-                q_out = q.max()
-                q_in = q[j1].max() if len(j1) else 0.0
-                sub = gram[np.ix_(fn, fn)]
-                perp = sub - A[np.ix_(fn, j1)] @ A[np.ix_(fn, j1)].T
-                both = np.outer(act[fn], act[fn])
-                l2 = np.where(both, np.maximum(sub, 0), np.abs(sub)).sum()
-                lp2 = max(np.where(both, np.maximum(perp, 0), np.abs(perp)).sum(), 0.0)
-                l = np.sqrt(max(l2, 0.0))
-                drop = tau * l + tau ** 2 * q_out          # the plain sum of the two sups
-                if l > 0:
-                    mu = q_out + (l / (2 * tau)) * np.logspace(-4, 2, 80)
-                    gap_in, gap_out = mu - q_in, mu - q_out
-                    ok = (gap_in > 0) & (gap_out > 0)
-                    if ok.any():
-                        drop = min(drop, float((mu[ok] * tau ** 2 + l2 / (4 * gap_in[ok])
-                                                + lp2 / (4 * gap_out[ok])).min()))
-                best[e] = max(best[e], base[e] - drop - tau ** 2 * lam_e)
-    return best
-
-
-def rounding_slack(net, x, y, tau):
-    """``fpsim.certify``'s float-rounding allowance at radius ``tau`` (l2): a bound must exceed it.
-
-    Taken from the library's private ``_certify`` (which also recomputes its
-    own bounds), so that the extra bounds use exactly fpsim's rule.
-    """
-    return certify.bounds._certify(*certify.bounds._check_certify(net, x, y, "2", tau))[1]
-
-
-def extra_certified(net, model, x, y, tau, split=True):
-    """EXPERIMENTAL. Examples certified at ``tau`` (l2) by ``gap_margins`` and by ``split_margins``.
-
-    Returns
-    -------
-    gap, split : (n,) bool ndarray
-        ``split`` is all False when ``split=False`` (the slow bound skipped).
-    """
-    slack = rounding_slack(net, x, y, tau)
-    gap = gap_margins(net, x, y, tau, dictionary=model.dictionary) > slack
-    if not split:
-        return gap, np.zeros_like(gap)
-    return gap, split_margins(net, x, y, tau, model.dictionary) > slack
-
-
-def experimental_bounds(config, folder, split=True, curve=()):
-    """EXPERIMENTAL. The extra bounds on the saved nets of a run, beside fpsim's interval.
-
-    Loads ``W_clean`` / ``W_adv`` from ``folder/weights.npz`` and uses the
-    report's robust-eval examples (the first ``robust_eval_size`` of
-    ``model.sample(eval_size, stream(seed, "eval"))``, as in
-    ``run_experiment``).  fpsim's interval is recomputed with the report's
-    settings and attack stream (it reproduces the report's numbers) so that
-    examples certified but broken by an attack can be counted (``unsound``,
-    0 expected).
-
-    Parameters
-    ----------
-    config : Config
-        l2 only (``norm == "2"``).
-    folder : str
-        The run's folder.
-    split : bool
-        Also evaluate ``split_margins`` (slow).
-    curve : sequence of float
-        Extra radii: ``[tau, lower, upper]`` on the first 500 examples (PGD 10
-        steps, 1 restart), ``lower`` with the extra bounds.
-
-    Returns
-    -------
-    dict
-        ``{"clean" | "adversarial": {lower_fpsim, lower_gap, lower_split,
-        lower, upper, unsound, curve, eval_s}}``.
-    """
-    if config.norm != "2":
-        raise ValueError(f"the extra bounds are l2 bounds; this config has norm={config.norm}")
-    model, net0 = build(config)
-    x, y, _ = model.sample(config.eval_size, stream(config.seed, "eval"))
-    xr, yr = x[:config.robust_eval_size], y[:config.robust_eval_size]
-    out = {}
-    with np.load(os.path.join(folder, "weights.npz")) as weights:
-        saved = {part: weights[key] for part, key in (("clean", "W_clean"), ("adversarial", "W_adv"))
-                 if key in weights}
-    steps = {"clean": config.clean_steps, "adversarial": config.clean_steps + config.adv_steps}
-    for part, W in saved.items():
-        clock = time.perf_counter()
-        net = net0.copy()
-        net.W, net.step = W, steps[part]        # the step places the threshold schedule
-        ra = certify.robust_accuracy(net, xr, yr, config.norm, config.tau, model=model,
-                                     pgd_steps=config.pgd_steps, restarts=config.restarts,
-                                     rng=stream(config.seed, "attack"))
-        gap, spl = extra_certified(net, model, xr, yr, config.tau, split)
-        lower = ra.certified | gap | spl
-        res = {"lower_fpsim": ra.lower, "lower_gap": float(gap.mean()),
-               "lower_split": float(spl.mean()) if split else None, "lower": float(lower.mean()),
-               "upper": ra.upper, "unsound": int(np.sum(lower & ~ra.survived)), "curve": []}
-        for t in curve:
-            r = certify.robust_accuracy(net, xr[:500], yr[:500], config.norm, t, model=model,
-                                        pgd_steps=10, restarts=1, rng=stream(config.seed, "attack"))
-            g, s = extra_certified(net, model, xr[:500], yr[:500], t, split)
-            res["curve"].append([t, float((r.certified | g | s).mean()), r.upper])
-        res["eval_s"] = time.perf_counter() - clock
-        out[part] = res
-    return out
-
-
-def ideal(name, config, taus, n=1000, split=True):
-    """EXPERIMENTAL. Robust interval of the ideal pure-atom net: the best a perfectly purified net can do.
-
-    Row ``j`` is ``w*_j M e_j`` (one neuron per atom) at the config's final
-    threshold; evaluated on ``n`` held-out samples at each radius in ``taus``,
-    certified by ``fpsim.certify`` and the extra bounds.  Prints, returns nothing.
-    """
-    model, net0 = build(config)
-    W = (model.dictionary * model.w_star).T.astype(config.dtype)
-    net = TwoLayerNet(W, threshold=net0.threshold.end, activation=config.activation, q=config.q,
-                      rho=config.rho)
-    x, y, _ = model.sample(n, stream(config.seed, "eval"))
-    lin = np.abs(x.astype(np.float64) @ model.dictionary @ model.w_star) / np.linalg.norm(model.w_star)
-    print(f"{name}: ideal net acc {net.accuracy(x, y):.4f} (theta={net0.threshold.end:g}, "
-          f"margin={config.margin:g}, k={config.k:g})")
-    for t in taus:
-        ra = certify.robust_accuracy(net, x, y, "2", t, model=model, pgd_steps=20, restarts=2)
-        gap, spl = extra_certified(net, model, x, y, t, split)
-        lower = ra.certified | gap | spl
-        print(f"  tau={t:.4g} (={t * math.sqrt(config.k):.2f}/sqrt(k)): certified {lower.mean():.3f} "
-              f"(fpsim.certify {ra.lower:.3f}) attacked {ra.upper:.3f}; linear rule w* robust "
-              f"{np.mean(lin > t):.3f}; unsound {int(np.sum(lower & ~ra.survived))}")
-
-
-def selftest(trials=300, samples=20000, seed=1):
-    """EXPERIMENTAL. Monte-Carlo soundness check of ``gap_margins``/``split_margins`` on small random nets.
-
-    A certified lower bound must never exceed the smallest margin found by
-    sampling the ball (half the samples on its boundary).  Returns the number
-    of violations (0 expected).
-    """
-    rng = np.random.default_rng(seed)
-    bad = tested = positive = 0
-    for _ in range(trials):
-        d, m = int(rng.integers(2, 6)), int(rng.integers(1, 8))
-        M = np.linalg.qr(rng.standard_normal((d, d)))[0]
-        W = rng.standard_normal((m, d)) * rng.uniform(0.1, 2, size=(m, 1))
-        if rng.random() < 0.5:   # near-atom neurons
-            W = M[:, rng.integers(0, d, m)].T * rng.uniform(0.5, 2, (m, 1)) + 0.2 * rng.standard_normal((m, d))
-        net = TwoLayerNet(W.astype(np.float64), threshold=rng.uniform(0.05, 0.6))
-        x = rng.standard_normal((4, d)) * 0.7
-        y = np.where(rng.random(4) < 0.5, 1, -1)
-        tau = rng.uniform(0.05, 1.0)
-        g = gap_margins(net, x, y, tau, dictionary=M)
-        s = split_margins(net, x, y, tau, M)
-        for e in range(4):
-            dirs = rng.standard_normal((samples, d))
-            dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
-            r = tau * rng.random((samples, 1)) ** (1 / d)
-            r[: samples // 2] = tau
-            worst = float((y[e] * net.forward(x[e] + dirs * r)).min())
-            tested += 1
-            positive += int(g[e] > 0 or s[e] > 0)
-            if g[e] > worst + 1e-9 or s[e] > worst + 1e-9:
-                bad += 1
-                print(f"VIOLATION: gap {g[e]:.4g} split {s[e]:.4g} > sampled worst {worst:.4g}")
-    print(f"selftest: {tested} examples, {positive} with a positive bound, {bad} violations")
-    return bad
-
-
-# -- output ------------------------------------------------------------------
+# -- the table ----------------------------------------------------------------
 
 def table(path):
     """Print a markdown table of every line of a JSON-lines file written by this script.
@@ -592,25 +281,10 @@ def main(argv=None):
     p.add_argument("--progress", action="store_true", help="fpsim's progress lines on stderr")
     p.add_argument("--list", action="store_true", help="list the named configs and exit")
     p.add_argument("--table", action="store_true", help="print a markdown table of --out and exit")
-    exp = p.add_argument_group("EXPERIMENTAL (extra bounds of this script, not fpsim's certified interval)")
-    exp.add_argument("--extra-bounds", action="store_true",
-                     help="evaluate gap_margins and split_margins on the saved nets (l2 only)")
-    exp.add_argument("--no-split", action="store_true", help="skip the slow split_margins (a Python loop "
-                     "over examples; it only matters for tau > theta)")
-    exp.add_argument("--curve", default="", help="comma-separated extra radii (implies --extra-bounds; also for --ideal): "
-                     "interval on 500 examples (PGD 10 steps, 1 restart) with the extra bounds")
-    exp.add_argument("--ideal", action="store_true",
-                     help="instead of training, evaluate the ideal pure-atom net (row j = w*_j M e_j, one "
-                          "neuron per atom) of each selected config at tau and the --curve radii")
-    exp.add_argument("--selftest", action="store_true", help="Monte-Carlo soundness check of the extra "
-                     "bounds on small random nets, then exit")
-    exp.add_argument("--trials", type=int, default=300, help="random nets for --selftest (default 300)")
     args = p.parse_args(argv)
     if args.table:
         table(args.out)
         return 0
-    if args.selftest:
-        return int(selftest(trials=args.trials) > 0)
     if args.list or not args.names:
         for name, config in CONFIGS.items():
             print(f"{name}: {_changes(config.to_dict(), Config().to_dict(), skip=()) or 'Config defaults'}")
@@ -618,20 +292,12 @@ def main(argv=None):
     try:
         overrides = parse_overrides(args.set)
         configs = select(args.names, overrides)
-        curve = [float(t) for t in args.curve.split(",") if t.strip()]
     except (ValueError, TypeError) as err:
         p.error(str(err))
-    split = not args.no_split
-    if args.ideal:
-        for name, config in configs.items():
-            ideal(name, config, [config.tau] + curve, split=split)
-        return 0
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     for name, config in configs.items():
         report, folder, reused = run(name, config, args.root, progress=args.progress)
         rec = record(name, overrides, report, folder, reused)
-        if args.extra_bounds or curve:
-            rec["experimental"] = experimental_bounds(config, folder, split=split, curve=curve)
         with open(args.out, "a") as fh:
             fh.write(json.dumps(rec, default=float) + "\n")
         summarize(rec)

@@ -574,7 +574,7 @@ def unit_drops(u, y, radius, bias, q, rho, out):
             out[b, i] = max(y[b] * ((pos - neg) - (pos_m - neg_m)), 0.0)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def joint_lipschitz_drop(drop, order, counts, gram_pos, radius2, out):
     r"""Certified margin loss, best over nested sets of jointly bounded units.
 
@@ -612,7 +612,7 @@ def joint_lipschitz_drop(drop, order, counts, gram_pos, radius2, out):
     out : (n,) float64 array, written
     """
     n = drop.shape[0]
-    for b in range(n):
+    for b in numba.prange(n):  # rows are independent: one thread writes each out[b]
         rest = 0.0
         for t in range(counts[b]):
             rest += drop[b, order[b, t]]
@@ -684,7 +684,7 @@ def trust_region_max(g1, g2, h11, h12, h22, radius):
     return best
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def split_drop(abs_u, bias, top, alpha, resid, strong, gram, coef, weak_quad, weak_top, radius,
                kappa, eta, out):
     r"""Certified margin loss beyond the threshold: linear, atom-quadratic and weak-quadratic parts sharing one ball.
@@ -747,7 +747,7 @@ def split_drop(abs_u, bias, top, alpha, resid, strong, gram, coef, weak_quad, we
     """
     n, m = abs_u.shape
     d = coef.shape[1]
-    for b in range(n):
+    for b in numba.prange(n):  # examples are independent: one thread writes each out[b]
         q = np.zeros(d)
         in_j1 = np.zeros(d, dtype=np.bool_)
         members = np.empty(m, dtype=np.int64)
@@ -775,6 +775,11 @@ def split_drop(abs_u, bias, top, alpha, resid, strong, gram, coef, weak_quad, we
         for j in j1:
             q_in = max(q_in, q[j])
         q_out = q.max()
+        on_j1 = np.empty((count, j1.size))       # the rows' J1 coordinates: their Gram is one BLAS product
+        for s in range(count):
+            for t in range(j1.size):
+                on_j1[s, t] = coef[members[s], j1[t]]
+        gram_j1 = on_j1 @ on_j1.T
         lin = 0.0
         perp = 0.0
         for s in range(count):
@@ -782,9 +787,7 @@ def split_drop(abs_u, bias, top, alpha, resid, strong, gram, coef, weak_quad, we
             for t in range(count):
                 k = members[t]
                 g = gram[i, k]
-                gp = g
-                for j in j1:
-                    gp -= coef[i, j] * coef[k, j]
+                gp = g - gram_j1[s, t]
                 if active[i] and active[k]:
                     lin += max(g, 0.0)
                     perp += max(gp, 0.0)

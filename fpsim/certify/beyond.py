@@ -30,12 +30,13 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
+from ._linalg import top_eigenpair
 
 #: Share of a unit's squared norm on its principal coordinate above which it is "strong".
 STRONG_SHARE = 0.75
 #: Class thresholds tried per example (every value is sound; the best bound is kept).
 KAPPAS = (0.1, 0.3)
-ETAS = (0.3, 0.6)
+ETAS = (0.6, 0.3)
 
 
 def orthonormal_basis(dictionary, d):
@@ -56,7 +57,7 @@ def orthonormal_basis(dictionary, d):
     return left @ right
 
 
-def split_margins(W, bias, u, base, radius2, basis, kappas=KAPPAS, etas=ETAS):
+def split_margins(W, bias, u, base, radius2, basis, kappas=KAPPAS, etas=ETAS, target=None):
     r"""The ``"split"`` lower bound on :math:`\min_{\|\delta\|_2 \le R} y f(x+\delta)`, per example.
 
     Parameters
@@ -74,6 +75,10 @@ def split_margins(W, bias, u, base, radius2, basis, kappas=KAPPAS, etas=ETAS):
         Orthonormal columns (:func:`orthonormal_basis`).
     kappas, etas : sequence of float
         Class thresholds of :func:`fpsim.kernels.split_drop`; the best is kept.
+    target : (n,) float64 ndarray, optional
+        Once an example's bound exceeds its target (the certification slack),
+        the remaining thresholds are not tried for it (they could only raise a
+        bound that already certifies).
 
     Returns
     -------
@@ -95,16 +100,20 @@ def split_margins(W, bias, u, base, radius2, basis, kappas=KAPPAS, etas=ETAS):
     abs_u = np.abs(u)
     weak = coef[~strong]
     best = np.full(n, -np.inf)
-    drop = np.empty(n)
+    target = np.full(n, np.inf) if target is None else np.asarray(target, dtype=np.float64)
     for eta in etas:
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
             scaled = weak / np.sqrt(4.0 * (1.0 - eta) * bias[~strong])[:, None]
             weak_quad = scaled.T @ scaled
         if not np.isfinite(weak_quad).all():      # thresholds so small that the quadratic overflows
             continue
-        weak_top = (np.linalg.norm(scaled, 2) ** 2 if len(scaled) else 0.0) * (1.0 + 1e-9)
+        weak_top = top_eigenpair(weak_quad)[0] if len(scaled) else 0.0
         for kappa in kappas:
-            kernels.split_drop(abs_u, bias, top, alpha, resid, strong, gram, coef, weak_quad, weak_top,
+            rows = np.flatnonzero(best <= target)
+            if rows.size == 0:
+                return best
+            drop = np.empty(rows.size)
+            kernels.split_drop(abs_u[rows], bias, top, alpha, resid, strong, gram, coef, weak_quad, weak_top,
                                float(radius2), float(kappa), float(eta), drop)
-            best = np.maximum(best, base - np.where(np.isnan(drop), np.inf, drop))
+            best[rows] = np.maximum(best[rows], base[rows] - np.where(np.isnan(drop), np.inf, drop))
     return best

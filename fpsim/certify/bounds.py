@@ -56,12 +56,13 @@ Five instances are computed per example and the best one is kept:
 * ``"linear"`` -- a line below each unit on its input interval, closed over
   the ball with the dual norm (CROWN), its slopes optimised per example
   (α-CROWN's idea, via the relaxed primal): :mod:`fpsim.certify.linear`, with
-  its derivation.  Optimised only where the two bounds above do not certify.
+  its derivation.  CROWN's slopes everywhere; optimised only where every
+  other bound (``"split"`` included) leaves the example uncertified.
 * ``"split"`` -- beyond the threshold (:math:`\tau \ge \theta`, where the
   bounds above collapse): inactive units cost quadratically, not linearly,
   and share the ball with the active ones (:mod:`fpsim.certify.beyond`).
-  Evaluated only on the examples the other four leave uncertified
-  (``-inf`` elsewhere), in the basis of the data model's dictionary when one
+  Evaluated only on the examples the bounds above (linear with CROWN's
+  slopes) leave uncertified (``-inf`` elsewhere), in the basis of the data model's dictionary when one
   is given.
 
 The biases are held fixed in the ball: for the relative threshold
@@ -77,6 +78,7 @@ import numpy as np
 import scipy.linalg
 
 from .. import kernels
+from ._linalg import top_eigenpair
 from .beyond import orthonormal_basis, split_margins
 from .._validation import check_array, check_float, check_labels, check_norm
 from ..network import TwoLayerNet
@@ -147,18 +149,28 @@ def _certify(net, x, y, norm, tau, dictionary=None):
     bounds = {"per_unit": base - drop.sum(axis=1), "gram": base - joint}
     slack = (d + net.m) * np.finfo(net.dtype).eps * (np.abs(u).sum(axis=1) + radius.sum())
     cheap = np.maximum(bounds["per_unit"], bounds["gram"])
-    # linear relaxation (fpsim.certify.linear): slopes optimised only where nothing cheaper certifies
-    bounds["linear"] = scale * _linear_bound(unit_W, bias / scale, u / scale, yf, radius / scale, tau,
-                                             norm == np.inf, q, rho / scale, LINEAR_ITERATIONS,
-                                             refine=cheap <= slack, target=slack / scale)
+    # Cheapest first; each later bound is evaluated only where the earlier ones leave an example
+    # uncertified (the certified set is what evaluating everything everywhere would give).
+    linear_args = (unit_W, bias / scale, None, None, radius / scale, tau, norm == np.inf, q, rho / scale)
+
+    def linear(rows, iterations):
+        args = list(linear_args)
+        args[2], args[3] = u[rows] / scale, yf[rows]
+        return scale * _linear_bound(*args, iterations, target=slack[rows] / scale)
+
+    everything = np.arange(n)
+    bounds["linear"] = linear(everything, 0)              # CROWN's slopes (fpsim.certify.linear)
     bounds["spectral"] = _spectral_bound(unit_W, gram, moving, base, radius2 * scale,
                                          np.maximum(cheap, bounds["linear"]), slack)
-    open_ = np.maximum.reduce([bounds[name] for name in ("per_unit", "gram", "spectral", "linear")]) <= slack
     bounds["split"] = np.full(n, -np.inf)
-    if open_.any():
-        bounds["split"][open_] = scale * split_margins(unit_W, bias / scale, u[open_] / scale,
-                                                       base[open_] / scale, radius2,
-                                                       orthonormal_basis(dictionary, d))
+    rows = everything[np.maximum.reduce([bounds[name] for name in bounds]) <= slack]
+    if rows.size:                                         # beyond the threshold (fpsim.certify.beyond)
+        bounds["split"][rows] = scale * split_margins(unit_W, bias / scale, u[rows] / scale, base[rows] / scale,
+                                                      radius2, orthonormal_basis(dictionary, d),
+                                                      target=slack[rows] / scale)
+    rows = rows[bounds["split"][rows] <= slack[rows]]
+    if rows.size:                                         # slopes optimised for the example (alpha-CROWN's idea)
+        bounds["linear"][rows] = np.maximum(bounds["linear"][rows], linear(rows, LINEAR_ITERATIONS))
     return bounds, slack
 
 
@@ -179,12 +191,12 @@ def _spectral_bound(W, gram, moving, base, radius2, best_other, slack):
     already does: the certified set is exactly what solving everywhere gives.
     """
     size = moving.sum(axis=1)
-    _, sigma, vt = np.linalg.svd(W, full_matrices=False)
-    sigma_all = sigma[0] * (1.0 + 1e-9)
+    top, v1 = top_eigenpair(W.T @ W)
+    sigma_all = np.sqrt(top)
     mask = moving.astype(np.float64)
     lower_sq = np.maximum.reduce([
         (mask * np.einsum("ij,ij->i", W, W)).max(axis=1),
-        mask @ (W @ vt[0]) ** 2,
+        mask @ (W @ v1) ** 2,
         np.einsum("bj,bj->b", mask @ gram, mask) / np.maximum(size, 1)])
     bound = base - radius2 * np.sqrt(size) * sigma_all
     optimistic = base - radius2 * np.sqrt(size * lower_sq)
