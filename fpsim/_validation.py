@@ -7,6 +7,7 @@ and the accepted range, and every random draw flows from one seed.
 from __future__ import annotations
 
 import numbers
+import os
 
 import numpy as np
 
@@ -172,3 +173,40 @@ def stream(seed, name):
     seed = check_int("seed", seed, 0)
     key = check_choice("stream", name, STREAMS)
     return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(STREAMS[key],)))
+
+
+def available_memory():
+    """Bytes of memory available to a new allocation (``MemAvailable``), or ``None`` if unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def gib(n):
+    """``n`` bytes as a short GiB string."""
+    return f"{n / 2**30:.3g} GiB"
+
+
+def check_allocation(what, nbytes, available=None):
+    """Raise ValueError naming ``what`` when ``nbytes`` exceed the available memory (checked before allocating).
+
+    Parameters
+    ----------
+    what : str
+        What is being allocated, with its sizes (``"W (m=1000000, d=100000, float32)"``).
+    nbytes : int
+    available : int, optional
+        Bytes available (default :func:`available_memory`; no check when unknown).
+    """
+    available = available_memory() if available is None else available
+    if available is not None and nbytes > available:
+        raise ValueError(f"{what} needs {gib(nbytes)} of memory but only {gib(available)} is available; "
+                         "reduce the sizes")

@@ -31,8 +31,8 @@ import numpy as np
 
 from . import __version__
 from ._io import UnreadableStateError, atomic_savez, atomic_write_json, read_json, read_npz
-from ._validation import (check_choice, check_dtype, check_float, check_int, check_norm, check_pair,
-                          stream)
+from ._validation import (available_memory, check_choice, check_dtype, check_float, check_int, check_norm,
+                          check_pair, gib, stream)
 from .data import DICTIONARIES, SUPPORTS, SparseCodingModel
 from . import baselines, metrics, plots
 from .stats import accuracy_entry
@@ -234,23 +234,6 @@ def memory_estimate(config):
     }
 
 
-def available_memory():
-    """Bytes of memory available to a new allocation (``MemAvailable``), or ``None`` if unknown."""
-    try:
-        with open("/proc/meminfo") as handle:
-            for line in handle:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-    except (ValueError, OSError, AttributeError):
-        return None
-
-
-def _gib(n):
-    return f"{n / 2**30:.3g} GiB"
 
 
 def check_memory(config, available=None):
@@ -259,11 +242,11 @@ def check_memory(config, available=None):
     total = sum(parts.values())
     available = available_memory() if available is None else available
     if available is not None and total > available:
-        detail = ", ".join(f"{k} {_gib(v)}" for k, v in parts.items() if v)
+        detail = ", ".join(f"{k} {gib(v)}" for k, v in parts.items() if v)
         raise ConfigError(
-            f"this config needs about {_gib(total)} of memory ({detail}; m={config.m}, d={config.d}, "
+            f"this config needs about {gib(total)} of memory ({detail}; m={config.m}, d={config.d}, "
             f"batch={config.batch}, eval_size={config.eval_size}, robust_eval_size={config.robust_eval_size}, "
-            f"n_train={config.n_train}, dtype={config.dtype}) but only {_gib(available)} is available; "
+            f"n_train={config.n_train}, dtype={config.dtype}) but only {gib(available)} is available; "
             "reduce d, m, batch, eval_size, robust_eval_size or n_train")
     return total
 

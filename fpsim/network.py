@@ -16,7 +16,7 @@ import numpy as np
 import scipy.linalg
 
 from . import kernels
-from ._validation import (check_array, check_choice, check_dtype, check_float, check_int,
+from ._validation import (check_allocation, check_array, check_choice, check_dtype, check_float, check_int,
                           check_labels, check_random_state)
 
 ACTIVATIONS = ("relu", "smooth")
@@ -188,6 +188,9 @@ class TwoLayerNet:
         d = check_int("d", d, 1)
         sigma0 = 1.0 / d if sigma0 is None else check_float("sigma0", sigma0, 0, closed=(False, True))
         dtype = check_dtype("dtype", dtype)
+        # the float64 draw, its cast and the net's copy of W_init, checked before allocating any of them
+        check_allocation(f"TwoLayerNet.random(m={m}, d={d}, dtype={dtype.name})",
+                         m * d * (8 + 2 * dtype.itemsize))
         W = sigma0 * check_random_state(seed).standard_normal((m, d))
         return cls(W.astype(dtype), threshold=threshold, **kwargs)
 

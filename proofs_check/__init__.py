@@ -7,10 +7,10 @@ claim needs (for example a run without adversarial training); such a row is
 shown as SKIP, never as PASS.
 """
 from . import (c1_far_from_init, c2_clean_not_robust, c3_adversarial_robust, c3_fgm, c4_purification,
-               c5_dense_mixture, c6_low_complexity, c7_low_rank)
+               c5_dense_mixture, c6_low_complexity, c7_low_rank, headline)
 
 CLAIMS = (c1_far_from_init, c2_clean_not_robust, c3_adversarial_robust, c3_fgm, c4_purification,
-          c5_dense_mixture, c6_low_complexity, c7_low_rank)
+          c5_dense_mixture, c6_low_complexity, c7_low_rank, headline)
 
 
 def evaluate(report):

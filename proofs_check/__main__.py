@@ -1,10 +1,9 @@
 """``python -m proofs_check --preset NAME [--out DIR] [--strict] [--report FILE]``."""
 import argparse
-import json
 import os
 import sys
 
-from fpsim._io import atomic_write_json
+from fpsim._io import UnreadableStateError, atomic_write_json, read_json
 from fpsim.experiment import PRESETS, preset, run_experiment
 
 from . import evaluate, render_table
@@ -23,8 +22,10 @@ def main(argv=None):
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
     if args.report:
-        with open(args.report) as handle:
-            report = json.load(handle)
+        try:
+            report = read_json(args.report, fix="pass the report.json that fpsim run wrote")
+        except (FileNotFoundError, UnreadableStateError) as err:
+            parser.error(str(err))
         out = os.path.dirname(os.path.abspath(args.report))
     else:
         out = args.out or os.path.join("runs", f"proofs-{args.preset}")

@@ -189,3 +189,8 @@ def test_sparse_path_is_chosen_by_the_active_fraction():
         assert ws.active_fraction == (0.0 if sparse else 1.0)
     with pytest.raises(ValueError, match="crossover"):
         Workspace(4, 3, 2, np.float64, crossover=1.5)
+
+
+def test_random_net_too_large_for_memory_is_refused_before_allocating():
+    with pytest.raises(ValueError, match=r"m=1000000, d=100000.*GiB"):
+        TwoLayerNet.random(m=10**6, d=10**5)

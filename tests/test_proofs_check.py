@@ -37,7 +37,7 @@ def _run(lower):
 
 def test_every_claim_passes_on_a_report_where_it_holds():
     rows = proofs_check.evaluate(_report(True))
-    assert [r["id"] for r in rows] == ["C1", "C2", "C3", "C3-FGM", "C4", "C5", "C6", "C7"]
+    assert [r["id"] for r in rows] == ["C1", "C2", "C3", "C3-FGM", "C4", "C5", "C6", "C7", "C2+C3"]
     assert all(r["verdict"] == "PASS" for r in rows), rows
 
 
@@ -84,7 +84,7 @@ def test_strict_exits_nonzero_on_a_failing_report(tmp_path, capsys):
     assert main(["--report", str(path)]) == 0
     assert main(["--report", str(path), "--strict"]) == 1
     claims = json.loads((tmp_path / "claims.json").read_text())["claims"]
-    assert len(claims) == 8
+    assert len(claims) == len(proofs_check.CLAIMS)
 
 
 @pytest.mark.slow
@@ -92,9 +92,18 @@ def test_quick_preset_end_to_end(tmp_path, capsys):
     assert main(["--preset", "quick", "--out", str(tmp_path), "--quiet"]) == 0
     out = capsys.readouterr().out
     claims = json.loads((tmp_path / "claims.json").read_text())["claims"]
-    assert [c["id"] for c in claims] == ["C1", "C2", "C3", "C3-FGM", "C4", "C5", "C6", "C7"]
+    assert [c["id"] for c in claims] == ["C1", "C2", "C3", "C3-FGM", "C4", "C5", "C6", "C7", "C2+C3"]
     assert all(c["verdict"] in ("PASS", "FAIL") for c in claims)  # quick runs every phase
     for c in claims:
         assert f"{c['verdict']:<5} {c['id']}" in out
     report = json.loads((tmp_path / "report.json").read_text())
     assert 0 <= report["adversarial"]["robust"]["lower"] <= report["adversarial"]["robust"]["upper"] <= 1
+
+
+def test_unreadable_report_is_named(tmp_path, capsys):
+    bad = tmp_path / "report.json"
+    bad.write_text("{truncated")
+    with pytest.raises(SystemExit) as exit_:
+        main(["--report", str(bad)])
+    assert exit_.value.code == 2
+    assert str(bad) in capsys.readouterr().err
