@@ -33,7 +33,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from fpsim.attacks import attack_margins  # noqa: E402
-from fpsim.certify import bounds as _bounds  # noqa: E402
+from fpsim.certify import _common, bounds as _bounds  # noqa: E402
 from fpsim.experiment import build, preset, run_experiment, stream  # noqa: E402
 
 
@@ -67,7 +67,7 @@ def _fpsim_rows(net, model, x, y, norm, tau, config):
     attack_s = time.perf_counter() - clock
     worst = np.min(list(margins.values()), axis=0)
     clock = time.perf_counter()
-    bounds, slack = _bounds._certify(*_bounds._check_certify(net, x, y, norm, tau))
+    bounds, slack = _bounds._certify(*_common.check_certify(net, x, y, norm, tau))
     certify_s = time.perf_counter() - clock
     best = np.max([bounds[k] for k in bounds], axis=0)
     rows = [("upper", "fpsim (all attacks)", np.mean(worst > 0), attack_s)]
@@ -186,8 +186,8 @@ def main(argv=None):
     with threadpool_limits(args.threads):
         config, model, nets, x, y = _load(args)
         print(f"# {args.preset} preset, n = {len(y)}, d = {config.d}, m = {config.m}; times in s (busy machine)")
-        print(f"| net | norm | radius | end | tool | robust accuracy | time / note |")
-        print(f"|---|---|---|---|---|---|---|")
+        print("| net | norm | radius | end | tool | robust accuracy | time / note |")
+        print("|---|---|---|---|---|---|---|")
         for name, net in nets.items():
             for norm, tau in ((2, config.tau), (np.inf, args.eps_inf)):
                 rows = _fpsim_rows(net, model, x, y, norm, tau, config)

@@ -16,8 +16,8 @@ import sys
 from . import __version__
 from ._io import UnreadableStateError
 from ._threads import thread_limit
-from .experiment import (DEFAULT_PRESET, PRESETS, Config, ConfigError, DivergenceError, preflight, preset,
-                         run_experiment)
+from .experiment import DEFAULT_PRESET, PRESETS, Config, ConfigError, DivergenceError, preflight, preset
+from .report import claim_rows, render_intervals, run_and_report, write_report
 
 #: Accepted range of each field, shown in ``--help`` (checked by :meth:`Config.validate`).
 RANGES = {
@@ -102,7 +102,9 @@ def build_parser():
                      help="delete the saved phases and report in --out first and compute everything again")
     run.add_argument("--quiet", action="store_true", help="no progress lines")
     run.add_argument("--threads", type=int, default=None,
-                     help="BLAS and numba threads (results do not depend on it) [default: all cores]")
+                     help="BLAS and numba threads (numba results do not depend on it, BLAS results only to "
+                          "float rounding) [default: FPSIM_THREADS, else OMP_NUM_THREADS, else the cores "
+                          "this process may use]")
     _add_config_options(run)
     rep = sub.add_parser("report", help="rebuild the figures and index.html of a finished run",
                          description="Rebuild RUN_DIR's figures and RUN_DIR/index.html from "
@@ -144,7 +146,7 @@ def main(argv=None):
         return _error(err)
     try:
         with thread_limit(args.threads):
-            report = run_experiment(config, args.out, progress=not args.quiet, fresh=args.fresh)
+            report = run_and_report(config, args.out, progress=not args.quiet, fresh=args.fresh)
     except (DivergenceError, UnreadableStateError, ConfigError) as err:
         return _error(err, 1)
     files = ["report.json", "weights.npz"] + (["index.html"] if isinstance(report.get("figures"), list) else [])
@@ -156,7 +158,6 @@ def main(argv=None):
 
 
 def _report(run_dir):
-    from .report import write_report
     try:
         figures = write_report(run_dir)
     except (FileNotFoundError, UnreadableStateError, ImportError) as err:
@@ -169,7 +170,6 @@ def _report(run_dir):
 
 def _print_claims(report):
     from proofs_check import render_table  # proofs_check reads the report; imported last
-    from .report import claim_rows, render_intervals
     rows = claim_rows(report)
     print(render_table(report, rows))
     print(render_intervals(rows))

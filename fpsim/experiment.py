@@ -34,7 +34,7 @@ from ._io import UnreadableStateError, atomic_savez, atomic_write_json, read_jso
 from ._validation import (available_memory, check_choice, check_dtype, check_float, check_int, check_norm,
                           check_pair, gib, stream)
 from .data import DICTIONARIES, SUPPORTS, SparseCodingModel
-from . import baselines, metrics, plots
+from . import baselines, metrics
 from .stats import accuracy_entry
 from .attacks import dense_direction
 from .certify import critical_radius, robust_accuracy, robust_curve
@@ -337,16 +337,15 @@ def build(config):
     return model, net
 
 
-def run_experiment(config, out_dir, progress=True, fresh=False, reuse=True, figures=True):
-    """Run the whole pipeline and write the report files.
+def run_experiment(config, out_dir, progress=True, fresh=False, reuse=True):
+    """Run the whole pipeline and write the report files (the figures are :func:`fpsim.report.run_and_report`'s).
 
     Parameters
     ----------
     config : Config
     out_dir : str or path
         Output folder; receives ``report.json``, ``weights.npz`` (``W_init``,
-        ``W_clean``, ``W_adv``, the dictionary ``M`` and the teacher ``w_star``),
-        the figures and ``index.html`` (with matplotlib).
+        ``W_clean``, ``W_adv``, the dictionary ``M`` and the teacher ``w_star``).
     progress : bool
         Progress lines on stderr.
     fresh : bool, default False
@@ -354,9 +353,6 @@ def run_experiment(config, out_dir, progress=True, fresh=False, reuse=True, figu
     reuse : bool, default True
         If ``out_dir/report.json`` holds this config (and this fpsim version),
         return it without computing anything.
-    figures : bool, default True
-        Draw the figures and ``index.html`` (needs matplotlib; ``fpsim report``
-        draws them later from the saved files).
 
     Returns
     -------
@@ -436,18 +432,8 @@ def run_experiment(config, out_dir, progress=True, fresh=False, reuse=True, figu
                            if config.baseline_steps else {})
     timings["baselines_s"] = time.perf_counter() - clock
     report["timings"] = timings
+    report["figures"] = "not drawn (fpsim report DIR draws them)"
     _write(out_dir, report, weights)
-    if not figures:
-        report["figures"] = "not drawn (fpsim report DIR draws them)"
-    elif plots.available():
-        _say(progress, "drawing the figures and index.html")
-        from .report import write_report  # the page reads the files just written
-        report["figures"] = write_report(out_dir)
-        atomic_write_json(os.path.join(out_dir, "report.json"), report)
-    else:
-        report["figures"] = "matplotlib not installed (pip install .[plot])"
-    if not isinstance(report["figures"], list):
-        atomic_write_json(os.path.join(out_dir, "report.json"), report)
     return report
 
 

@@ -17,11 +17,13 @@ import base64
 import html
 import math
 import os
+import sys
 
 import numpy as np
 
 from . import metrics, plots
-from ._io import UnreadableStateError, atomic_write_text, read_json, read_npz
+from ._io import UnreadableStateError, atomic_write_json, atomic_write_text, read_json, read_npz
+from .experiment import EVAL_FIELDS, PRESETS, Config, build, preset, run_experiment
 from .stats import accuracy_entry, format_entry
 
 #: Why a claim FAILs at a built-in preset, as measured in ``docs/presets.md``.
@@ -62,7 +64,6 @@ CAPTIONS = {
 
 def preset_of(config):
     """Name of the built-in preset whose training fields equal ``config``'s (a dict), else ``None``."""
-    from .experiment import EVAL_FIELDS, PRESETS, preset
     strip = lambda c: {k: v for k, v in c.items() if k not in EVAL_FIELDS}  # noqa: E731
     for name in PRESETS:
         if strip(preset(name).to_dict()) == strip(config):
@@ -140,7 +141,6 @@ def figure_data(report, weights):
     if "M" in weights and "w_star" in weights:
         M, w_star = weights["M"], weights["w_star"]
     else:  # an older run: the data model is a function of the config
-        from .experiment import Config, build
         model = build(Config(**cfg))[0]
         M, w_star = model.dictionary, model.w_star
     nets = {"clean": weights["W_clean"]}
@@ -208,6 +208,35 @@ def write_figures(report, weights, out_dir):
                               rank_curve=rank_curve(report)) if adv else None,
                plots.training(report, out_dir)]
     return [name for name in written if name]
+
+
+def run_and_report(config, out_dir, progress=True, fresh=False, reuse=True, figures=True):
+    """:func:`fpsim.experiment.run_experiment`, then the figures and ``index.html`` of the run.
+
+    Parameters
+    ----------
+    config, out_dir, progress, fresh, reuse
+        As for :func:`~fpsim.experiment.run_experiment`.
+    figures : bool, default True
+        Draw the figures and ``index.html`` (needs matplotlib; otherwise the
+        report says why there are none, and ``fpsim report DIR`` draws them later).
+
+    Returns
+    -------
+    report : dict
+        What ``report.json`` holds; ``figures`` lists the figure files, or says why there are none.
+    """
+    report = run_experiment(config, out_dir, progress=progress, fresh=fresh, reuse=reuse)
+    if isinstance(report.get("figures"), list) or not figures:
+        return report                                # drawn already (a finished run read back), or not asked
+    if plots.available():
+        if progress:
+            print("[fpsim] drawing the figures and index.html", file=sys.stderr, flush=True)
+        report["figures"] = write_report(out_dir)
+    else:
+        report["figures"] = "matplotlib not installed (pip install .[plot])"
+    atomic_write_json(os.path.join(os.fspath(out_dir), "report.json"), report)
+    return report
 
 
 def write_report(run_dir):

@@ -49,7 +49,7 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
     raise ImportError("fpsim.strategies needs hypothesis, which comes with the 'test' extra: "
                       "pip install \"fpsim[test]\"") from err
 
-from .data import DICTIONARIES, SparseCodingModel
+from .data import DICTIONARIES, SUPPORTS, SparseCodingModel
 from .network import ACTIVATIONS, THRESHOLD_KINDS, Threshold, TwoLayerNet
 
 __all__ = ["Problem", "batches", "configs", "gaussian_batches", "invalid_configs", "near_ideal_nets",
@@ -147,7 +147,7 @@ def _pairs(low, high, width):
 
 @st.composite
 def sparse_coding_models(draw, d=None, k=None, dictionary=None, noise=None, magnitude=None,
-                         teacher=None, margin=None, seed=None, dtype=None, max_d=16, **extra):
+                         teacher=None, margin=None, support=None, seed=None, dtype=None, max_d=16, **extra):
     r"""A :class:`~fpsim.data.SparseCodingModel` over every option of MODEL.md §2.
 
     Parameters
@@ -167,13 +167,15 @@ def sparse_coding_models(draw, d=None, k=None, dictionary=None, noise=None, magn
         Label margin :math:`\gamma`; by default 0 or a fraction up to 1/2 of the
         smallest one-atom score :math:`\min|w^*_j| \cdot \min(a/\sqrt k, 1)`, so
         that it stays reachable.
+    support : str or strategy, optional
+        ``bernoulli`` (shrinks to it) or ``exact``; with ``exact`` an integer
+        ``k`` is drawn (unless ``k`` is given).
     seed : int or strategy, optional
     dtype : numpy dtype or strategy, optional
         Default ``float64`` or ``float32``.
     max_d : int, default 16
     **extra
-        Further constructor options (values or strategies), e.g. a support law
-        if the installed fpsim has one.
+        Further constructor options (values or strategies).
 
     Returns
     -------
@@ -183,7 +185,9 @@ def sparse_coding_models(draw, d=None, k=None, dictionary=None, noise=None, magn
     d = draw(_strategy(d, _integers(2, max(2, max_d))))
     if kind == "hadamard":
         d = 2 ** int(np.floor(np.log2(d)))
-    k = draw(_strategy(k, _floats(1.0, np.nextafter(float(d), 0.0))))
+    law = draw(_strategy(support, _sampled(SUPPORTS)))
+    whole_k = _integers(1, d - 1).map(float) if law == "exact" else _floats(1.0, np.nextafter(float(d), 0.0))
+    k = draw(_strategy(k, whole_k))
     noise = draw(_strategy(noise, _NOISE))
     magnitude = draw(_strategy(magnitude, _pairs(0.5, 2.0, 1.0)))
     teacher = draw(_strategy(teacher, _pairs(0.1, 1.0, 1.0)))
@@ -193,7 +197,7 @@ def sparse_coding_models(draw, d=None, k=None, dictionary=None, noise=None, magn
         margin = draw(_strategy(margin, None))
     options = {name: draw(_strategy(value, None)) for name, value in extra.items()}
     return SparseCodingModel(d, k, dictionary=kind, noise=noise, magnitude=magnitude, teacher=teacher,
-                             margin=margin, seed=draw(_strategy(seed, seeds())),
+                             margin=margin, support=law, seed=draw(_strategy(seed, seeds())),
                              dtype=draw(_strategy(dtype, _sampled(FLOAT_DTYPES))), **options)
 
 
@@ -492,9 +496,9 @@ def _config_fields(max_m):
         threshold_end=maybe(-1.0, _floats(0.0, 1.0)), ramp_steps=_integers(0, 3),
         threshold_kind=_sampled(THRESHOLD_KINDS), activation=_sampled(ACTIVATIONS), q=_floats(2.0, 4.0),
         rho=_floats(0.01, 1.0), clean_steps=_integers(1, 3), batch=_integers(1, 16), lr=_floats(0.01, 1.0),
-        weight_decay=maybe(0.0, _floats(0.0, 0.1)), n_train=maybe(0, _integers(1, 32)),
+        weight_decay=maybe(0.0, _floats(0.0, 0.1)), n_train=maybe(0, _integers(16, 48)),  # >= every drawn batch
         adv_steps=_integers(0, 3), adv_lr=maybe(0.0, _floats(0.01, 1.0)), attack=_sampled(("pgd", "fgm")),
-        norm=_sampled(("2", "inf")), tau=_floats(0.0, 1.0), attack_steps=_integers(0, 3),
+        norm=_sampled(("2", "inf")), tau=_floats(1e-3, 1.0), attack_steps=_integers(1, 3),
         pgd_steps=_integers(1, 3), restarts=_integers(1, 2), curve_points=_integers(1, 3),
         baseline_steps=_integers(0, 3), baseline_lr=_floats(0.01, 1.0))
 
@@ -514,7 +518,8 @@ def configs(draw, max_d=16, max_m=8, **fields):
     eval_size = draw(_integers(1, 16))
     drawn = dict(
         d=model.d, k=model.k, dictionary=model.dictionary_kind, noise=model.noise,
-        magnitude=model.magnitude, teacher=model.teacher, margin=model.margin, seed=model.seed,
+        magnitude=model.magnitude, teacher=model.teacher, margin=model.margin, support=model.support,
+        seed=model.seed,
         dtype=np.dtype(model.dtype).name, eval_size=eval_size,
         robust_eval_size=_integers(1, eval_size), **_config_fields(max_m))
     drawn.update(fields)
@@ -531,7 +536,7 @@ _INVALID = (
     ("activation", "tanh"), ("q", 1.5), ("rho", 0.0), ("dtype", "float16"), ("clean_steps", 0),
     ("batch", 0), ("lr", 0.0), ("weight_decay", -1e-3), ("n_train", -1), ("adv_steps", -1),
     ("adv_lr", -1.0), ("attack", "cw"), ("norm", "1"), ("tau", -0.25), ("tau", float("inf")),
-    ("attack_steps", -1), ("eval_size", 0), ("pgd_steps", 0), ("restarts", 0), ("curve_points", 0),
+    ("attack_steps", 0), ("tau", 0.0), ("support", "poisson"), ("eval_size", 0), ("pgd_steps", 0), ("restarts", 0), ("curve_points", 0),
     ("baseline_steps", -1), ("baseline_lr", 0.0), ("seed", -1), ("seed", True),
 )
 

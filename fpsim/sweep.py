@@ -23,7 +23,8 @@ import sys
 from collections.abc import Mapping
 
 from ._io import atomic_write_text
-from .experiment import Config, load_finished, preflight, run_experiment
+from .experiment import Config, load_finished, preflight
+from .report import run_and_report
 
 #: Install hint for the optional dask back end.
 DISTRIBUTED_HINT = "pip install .[distributed]"
@@ -214,7 +215,7 @@ def run_or_load(config, out_dir, progress=True, figures=True):
             print(f"[fpsim.sweep] reusing the finished report {os.path.join(out_dir, 'report.json')}",
                   file=sys.stderr)
         return report
-    return run_experiment(config, out_dir, progress=progress, figures=figures)
+    return run_and_report(config, out_dir, progress=progress, figures=figures)
 
 
 def _named(configs):

@@ -4,7 +4,8 @@ import os
 import sys
 
 from fpsim._io import UnreadableStateError, atomic_write_json, read_json
-from fpsim.experiment import PRESETS, preset, run_experiment
+from fpsim.experiment import PRESETS, preset
+from fpsim.report import run_and_report
 
 from . import evaluate, render_table
 
@@ -29,7 +30,7 @@ def main(argv=None):
         out = os.path.dirname(os.path.abspath(args.report))
     else:
         out = args.out or os.path.join("runs", f"proofs-{args.preset}")
-        report = run_experiment(preset(args.preset), out, progress=not args.quiet)
+        report = run_and_report(preset(args.preset), out, progress=not args.quiet)
     rows = evaluate(report)
     atomic_write_json(os.path.join(out, "claims.json"), {"config": report["config"], "claims": rows})
     print(render_table(report, rows))

@@ -160,7 +160,7 @@ def test_lazy_spectral_bound_certifies_exactly_what_exhaustive_solving_does():
     f = np.empty(len(y))
     kernels.soft_threshold_units(u, bias, net.q, 0.0, f, np.empty_like(u))
     for tau in (0.05, 0.15, 0.3):
-        bounds, slack = certify.bounds._certify(*certify.bounds._check_certify(net, x, y, 2, tau))
+        bounds, slack = certify.bounds._certify(*certify._common.check_certify(net, x, y, 2, tau))
         drop = np.empty_like(u)
         kernels.unit_drops(u, y.astype(float), tau * np.linalg.norm(W, axis=1), bias, net.q, 0.0, drop)
         exhaustive = y * f - np.array([tau * np.sqrt(len(s) * certify.bounds._largest_eigenvalue(W, gram, s))

@@ -42,7 +42,7 @@ def test_bad_config(changes, error, match):
 
 def test_report_files_and_resume(tmp_path):
     config = Config(**TINY)
-    report = run_experiment(config, tmp_path, progress=False, figures=False)
+    report = run_experiment(config, tmp_path, progress=False)
     saved = json.loads((tmp_path / "report.json").read_text())
     assert saved["config"] == config.to_dict() and saved["seed"] == 0
     assert saved["clean"]["accuracy"] == report["clean"]["accuracy"]
@@ -50,7 +50,7 @@ def test_report_files_and_resume(tmp_path):
         assert w["W_init"].shape == (20, 30) and not np.array_equal(w["W_init"], w["W_clean"])
         first = {k: w[k].copy() for k in w.files}
     # a second run with the same config reuses the finished phases and gives the same numbers
-    again = run_experiment(config, tmp_path, progress=False, figures=False, reuse=False)
+    again = run_experiment(config, tmp_path, progress=False, reuse=False)
     assert again["clean"] == report["clean"]
     with np.load(tmp_path / "weights.npz") as w:
         for key in first:
@@ -81,23 +81,23 @@ def _no_training(*args, **kwargs):
 
 def test_evaluation_options_reuse_training_and_a_finished_run_is_read_back(tmp_path, monkeypatch):
     config = Config(**TINY)
-    first = run_experiment(config, tmp_path, progress=False, figures=False)
+    first = run_experiment(config, tmp_path, progress=False)
     monkeypatch.setattr(experiment, "train_clean", _no_training)
     monkeypatch.setattr(experiment, "train_adversarial", _no_training)
     changed = run_experiment(config.replace(eval_size=150, pgd_steps=2, curve_points=2), tmp_path,
-                             progress=False, figures=False)
+                             progress=False)
     assert changed["config"]["eval_size"] == 150 and changed["history"] == first["history"]
     assert experiment.finished_phases(config.replace(eval_size=150), tmp_path) == ["clean", "adversarial"]
     assert experiment.finished_phases(config.replace(tau=0.2), tmp_path) == ["clean"]
     monkeypatch.setattr(experiment, "evaluate_net", _no_training)  # finished: nothing is recomputed
     assert run_experiment(config.replace(eval_size=150, pgd_steps=2, curve_points=2), tmp_path,
-                          progress=False, figures=False) == changed
+                          progress=False) == changed
 
 
 def test_divergence_is_never_saved_as_finished(tmp_path):
     config = Config(**TINY, adv_lr=1e30)
     with pytest.raises(DivergenceError, match="adversarial training diverged.*lower the step size"):
-        run_experiment(config, tmp_path, progress=False, figures=False)
+        run_experiment(config, tmp_path, progress=False)
     saved = os.listdir(tmp_path / ".fpsim")
     assert any(f.startswith("clean-") for f in saved)
     assert not any(f.startswith("adversarial-") and not f.endswith("checkpoint.npz") for f in saved)
@@ -133,11 +133,11 @@ def test_unreadable_state_is_named_with_the_fix(tmp_path):
     bad = state / f"clean-{config.phase_key('clean')}-checkpoint.npz"
     bad.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(UnreadableStateError, match=f"{bad}.*--fresh"):
-        run_experiment(config, tmp_path, progress=False, figures=False)
-    run_experiment(config, tmp_path, progress=False, figures=False, fresh=True)
+        run_experiment(config, tmp_path, progress=False)
+    run_experiment(config, tmp_path, progress=False, fresh=True)
     (tmp_path / "report.json").write_text("{")
     with pytest.raises(UnreadableStateError, match="report.json.*JSONDecodeError.*--fresh"):
-        run_experiment(config, tmp_path, progress=False, figures=False)
+        run_experiment(config, tmp_path, progress=False)
 
 
 def test_checks_before_work(tmp_path, monkeypatch):

@@ -59,7 +59,7 @@ def run_dir(tmp_path_factory):
                     clean_steps=150, adv_steps=60, baseline_steps=0, lowrank_ranks="none", fgm_check="off",
                     eval_size=300, robust_eval_size=150,
                     curve_points=1, pgd_steps=8, restarts=1)
-    run_experiment(config, str(folder), progress=False, figures=False)
+    run_experiment(config, str(folder), progress=False)
     return str(folder)
 
 

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fpsim.cli import main
-from fpsim.experiment import PRESETS, Config, preset, run_experiment
-from fpsim.report import EXPECTED_FAILS, claim_rows, preset_of, rank_curve
+from fpsim.experiment import PRESETS, Config, preset
+from fpsim.report import EXPECTED_FAILS, claim_rows, preset_of, rank_curve, run_and_report
 from fpsim.stats import accuracy_entry, wilson
 
 import proofs_check
@@ -62,7 +62,7 @@ def _parse(path):
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("run")
-    run_experiment(Config(**TINY), out, progress=False)
+    run_and_report(Config(**TINY), out, progress=False)
     return out
 
 

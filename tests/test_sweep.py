@@ -65,7 +65,7 @@ def test_sequential_sweep_writes_every_report_and_a_rerun_reuses_them(tmp_path, 
     def no_run(*args, **kwargs):
         raise AssertionError("a finished run was run again")
 
-    monkeypatch.setattr(fpsim.sweep, "run_experiment", no_run)
+    monkeypatch.setattr(fpsim.sweep, "run_and_report", no_run)
     assert run_sweep(configs, tmp_path, progress=False, figures=False) == reports
 
 

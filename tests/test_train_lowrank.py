@@ -48,10 +48,11 @@ def test_pipeline_reports_low_rank_and_fgm_runs(tmp_path):
         assert run["history"]["step"][-1] == config.adv_steps
     assert not report["fgm"]["reused_main_run"]
     assert 0 < low["update_split"]["own_atom_share"] < 1
-    state = tmp_path / ".fpsim" / config.fingerprint()
-    assert {"adversarial-rank1.npz", "adversarial-rank3.npz", "adversarial-fgm.npz"} <= set(os.listdir(state))
+    state, key = tmp_path / ".fpsim", config.phase_key("adversarial")
+    assert ({f"adversarial-{run}-{key}.npz" for run in ("rank1", "rank3", "fgm")}
+            <= set(os.listdir(state)))
     # the saved rank-1 phase differs from the clean weights by a rank-1 matrix
-    with np.load(state / "adversarial-rank1.npz") as saved, np.load(tmp_path / "weights.npz") as w:
+    with np.load(state / f"adversarial-rank1-{key}.npz") as saved, np.load(tmp_path / "weights.npz") as w:
         assert np.linalg.matrix_rank(saved["W"].astype(np.float64) - w["W_clean"], tol=1e-5) == 1
     verdicts = {r["id"]: r["verdict"] for r in proofs_check.evaluate(report)}
     assert verdicts["C7"] in ("PASS", "FAIL") and verdicts["C3-FGM"] in ("PASS", "FAIL")

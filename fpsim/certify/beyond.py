@@ -30,7 +30,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from ._linalg import top_eigenpair
+from ._common import top_eigenpair
 
 #: Share of a unit's squared norm on its principal coordinate above which it is "strong".
 STRONG_SHARE = 0.75

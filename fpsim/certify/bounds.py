@@ -78,10 +78,8 @@ import numpy as np
 import scipy.linalg
 
 from .. import kernels
-from ._linalg import top_eigenpair
+from ._common import check_certify, top_eigenpair
 from .beyond import orthonormal_basis, split_margins
-from .._validation import check_array, check_float, check_labels, check_norm
-from ..network import TwoLayerNet
 from .linear import LINEAR_ITERATIONS, _linear_bound
 
 #: Names of the certificates, in the order ties are resolved.
@@ -109,7 +107,7 @@ def certified_margins(net, x, y, norm, tau, dictionary=None):
         For each name in :data:`METHODS`, a lower bound on
         :math:`\min_{\|\delta\|_p \le \tau} y f(x+\delta)` (see the module docstring).
     """
-    return _certify(*_check_certify(net, x, y, norm, tau), dictionary=dictionary)[0]
+    return _certify(*check_certify(net, x, y, norm, tau), dictionary=dictionary)[0]
 
 
 def _certify(net, x, y, norm, tau, dictionary=None):
@@ -215,12 +213,3 @@ def _largest_eigenvalue(W, gram, units):
     small = gram[np.ix_(units, units)] if len(units) <= W.shape[1] else rows.T @ rows
     top = scipy.linalg.eigvalsh(small, subset_by_index=[len(small) - 1] * 2)[0]
     return max(top, 0.0) * (1.0 + 1e-9) + 1e-300
-
-
-def _check_certify(net, x, y, norm, tau):
-    """Validate the common arguments; returns ``(net, x, y, norm, tau)``."""
-    if not isinstance(net, TwoLayerNet):
-        raise TypeError(f"net must be a TwoLayerNet (certificates need its units), got {type(net).__name__}")
-    x = check_array("x", x, 2, dtype=net.dtype, shape=(None, net.d))
-    y = check_labels("y", y, x.shape[0])
-    return net, x, y, check_norm(norm), check_float("tau", tau, 0)

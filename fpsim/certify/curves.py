@@ -11,7 +11,8 @@ import numpy as np
 
 from .._validation import check_array, check_float, check_int, check_random_state
 from ..attacks import attack_margins, first_breaker
-from .bounds import METHODS, _certify, _check_certify
+from ._common import check_certify
+from .bounds import METHODS, _certify
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +88,7 @@ def robust_accuracy(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, 
         :math:`(d + m)\,\varepsilon_{\rm dtype} \sum_i (|u_i| + r_i)`, so that
         ``certified`` implies ``survived``); ``upper`` is the attacked accuracy.
     """
-    net, x, y, norm, tau = _check_certify(net, x, y, norm, tau)
+    net, x, y, norm, tau = check_certify(net, x, y, norm, tau)
     pgd_steps = check_int("pgd_steps", pgd_steps, 1)
     restarts = check_int("restarts", restarts, 1)
     rng = check_random_state(0 if rng is None else rng)

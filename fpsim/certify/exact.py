@@ -8,7 +8,7 @@ import numpy as np
 import scipy.optimize
 
 from .._validation import check_float, check_int
-from .bounds import _check_certify
+from ._common import check_certify
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +73,7 @@ def exact_robust_accuracy(net, x, y, tau, max_units=32, max_dim=64, time_limit=1
     -------
     ExactRobustness
     """
-    net, x, y, _, tau = _check_certify(net, x, y, np.inf, tau)
+    net, x, y, _, tau = check_certify(net, x, y, np.inf, tau)
     max_units = check_int("max_units", max_units, 1)
     max_dim = check_int("max_dim", max_dim, 1)
     time_limit = check_float("time_limit", time_limit, 0, closed=(False, True))

@@ -60,6 +60,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
+from ._common import check_certify
 from .._validation import check_int
 
 #: Primal steps used by the ``"linear"`` certificate (converged on the quick preset's nets at 10).
@@ -86,8 +87,7 @@ def linear_bound(net, x, y, norm, tau, iterations=LINEAR_ITERATIONS):
         Sound lower bound (module docstring), up to the float rounding of the
         net's own evaluation.
     """
-    from .bounds import _check_certify  # bounds imports this module: resolve at call time
-    net, x, y, norm, tau = _check_certify(net, x, y, norm, tau)
+    net, x, y, norm, tau = check_certify(net, x, y, norm, tau)
     iterations = check_int("iterations", iterations, 0)
     W = net.W.astype(np.float64)
     scale = float(np.abs(W).max()) or 1.0     # the bound is homogeneous in (W, b, u, rho): no underflow

@@ -1,8 +1,11 @@
-"""Dense linear algebra shared by the bounds, rounded in the sound direction."""
+"""What every certificate shares: argument checks, and dense linear algebra rounded in the sound direction."""
 from __future__ import annotations
 
 import numpy as np
 import scipy.linalg
+
+from .._validation import check_array, check_float, check_labels, check_norm
+from ..network import TwoLayerNet
 
 
 def top_eigenpair(sym):
@@ -22,3 +25,12 @@ def top_eigenpair(sym):
         return 0.0, np.zeros(0)
     values, vectors = scipy.linalg.eigh(sym, subset_by_index=[sym.shape[0] - 1] * 2)
     return max(float(values[0]), 0.0) * (1.0 + 1e-9) + 1e-300, vectors[:, 0]
+
+
+def check_certify(net, x, y, norm, tau):
+    """Validate the common arguments; returns ``(net, x, y, norm, tau)``."""
+    if not isinstance(net, TwoLayerNet):
+        raise TypeError(f"net must be a TwoLayerNet (certificates need its units), got {type(net).__name__}")
+    x = check_array("x", x, 2, dtype=net.dtype, shape=(None, net.d))
+    y = check_labels("y", y, x.shape[0])
+    return net, x, y, check_norm(norm), check_float("tau", tau, 0)
