@@ -685,7 +685,7 @@ def trust_region_max(g1, g2, h11, h12, h22, radius):
 
 
 @numba.njit(cache=True, parallel=True)
-def split_drop(abs_u, bias, top, alpha, resid, strong, gram, coef, weak_quad, weak_top, radius,
+def split_drop(abs_u, bias, top, alpha, resid, strong, norms, gram, coef, weak_quad, weak_top, radius,
                kappa, eta, out):
     r"""Certified margin loss beyond the threshold: linear, atom-quadratic and weak-quadratic parts sharing one ball.
 
@@ -701,14 +701,16 @@ def split_drop(abs_u, bias, top, alpha, resid, strong, gram, coef, weak_quad, we
       :math:`\sum_j q_j \hat\delta_j^2`;
     * Qe (weak, inactive, :math:`|u_i| \le \eta b_i`): :math:`a_i^2/(4(1-\eta) b_i)`,
       in all at most :math:`\delta^\top E\,\delta`, :math:`E = \sum_{\rm weak} w_i w_i^\top/(4(1-\eta)b_i)`;
-    * N (every other inactive unit): :math:`|a_i|`.
+    * N (every other inactive unit): :math:`c_i |a_i|` with
+      :math:`c_i = (1 - g_i/(R\|w_i\|))_+`, the chord of the convex
+      :math:`(t - g_i)_+` over :math:`0 \le t \le R\|w_i\| = \max |a_i|`.
 
     Split :math:`\delta` into its part on :math:`J_1` (the principal atoms of the
     strong active units; norm :math:`s`) and the rest (norm :math:`t`,
     :math:`s^2 + t^2 \le R^2`).  The linear part is at most :math:`L s + L_\perp t`
-    (:math:`L^2 = \sum_{F\times F} (G_{ij})_+ + \sum_{\text{other pairs in } F\cup N} |G_{ij}|`,
-    :math:`G = WW^\top`, bounds :math:`\|\sum_i c_i w_i\|^2` for every choice of
-    the attacker's signs; :math:`L_\perp` the same with the :math:`J_1`
+    (:math:`L^2 = \sum_{F\times F} (G_{ij})_+ + \sum_{\text{other pairs in } F\cup N} c_i c_j |G_{ij}|`,
+    :math:`G = WW^\top`, :math:`c_i = 1` on F, bounds :math:`\|\sum_i \pm c_i w_i\|^2`
+    for every choice of the attacker's signs; :math:`L_\perp` the same with the :math:`J_1`
     coordinates removed from every row), the atom part at most
     :math:`q_{\rm in} s^2 + q_{\rm out} t^2` (:math:`q_{\rm in} = \max_{J_1} q_j`,
     :math:`q_{\rm out} = \max_j q_j`) and the weak part at most
@@ -730,6 +732,8 @@ def split_drop(abs_u, bias, top, alpha, resid, strong, gram, coef, weak_quad, we
         :math:`|\alpha_i|` and an upper bound on :math:`\|r_i\|`.
     strong : (m,) bool array
         Units treated through their principal atom (the others are "weak").
+    norms : (m,) float64 array
+        :math:`\|w_i\|_2`.
     gram : (m, m) float64 array
         :math:`G = W W^\top`.
     coef : (m, d) float64 array
@@ -751,25 +755,31 @@ def split_drop(abs_u, bias, top, alpha, resid, strong, gram, coef, weak_quad, we
         q = np.zeros(d)
         in_j1 = np.zeros(d, dtype=np.bool_)
         members = np.empty(m, dtype=np.int64)
+        chord = np.empty(m)                       # c_i of each member (1 for active units)
         active = np.zeros(m, dtype=np.bool_)
         count = 0
         for i in range(m):
+            reach = radius * norms[i]
             if abs_u[b, i] > bias[i]:
                 active[i] = True
                 members[count] = i
+                chord[count] = 1.0
                 count += 1
                 if strong[i]:
                     in_j1[top[i]] = True
-            elif strong[i]:
+                continue
+            if reach <= bias[i] - abs_u[b, i]:
+                continue                          # cannot switch on anywhere in the ball
+            if strong[i]:
                 gap = bias[i] - abs_u[b, i] - radius * resid[i]
                 if gap >= kappa * bias[i] and gap > 0.0:
                     q[top[i]] += alpha[i] * alpha[i] / (4.0 * gap)
-                else:
-                    members[count] = i
-                    count += 1
-            elif abs_u[b, i] > eta * bias[i]:
-                members[count] = i
-                count += 1
+                    continue
+            elif abs_u[b, i] <= eta * bias[i]:
+                continue                          # in the weak quadratic part E
+            members[count] = i
+            chord[count] = 1.0 - (bias[i] - abs_u[b, i]) / reach
+            count += 1
         j1 = np.flatnonzero(in_j1)
         q_in = 0.0
         for j in j1:
@@ -792,8 +802,9 @@ def split_drop(abs_u, bias, top, alpha, resid, strong, gram, coef, weak_quad, we
                     lin += max(g, 0.0)
                     perp += max(gp, 0.0)
                 else:
-                    lin += abs(g)
-                    perp += abs(gp)
+                    weight = chord[s] * chord[t]
+                    lin += weight * abs(g)
+                    perp += weight * abs(gp)
         a2 = 0.0
         if j1.size > 0:
             block = np.empty((j1.size, j1.size))

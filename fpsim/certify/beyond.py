@@ -96,6 +96,7 @@ def split_margins(W, bias, u, base, radius2, basis, kappas=KAPPAS, etas=ETAS, ta
     alpha = np.abs(coef[np.arange(len(top)), top])
     resid = np.sqrt(np.maximum(sq - alpha ** 2, 0.0)) * (1.0 + 1e-9) + 1e-12 * np.sqrt(sq)
     strong = alpha ** 2 >= STRONG_SHARE * sq
+    norms = np.sqrt(sq) * (1.0 + 1e-9)
     gram = W @ W.T
     abs_u = np.abs(u)
     weak = coef[~strong]
@@ -113,7 +114,7 @@ def split_margins(W, bias, u, base, radius2, basis, kappas=KAPPAS, etas=ETAS, ta
             if rows.size == 0:
                 return best
             drop = np.empty(rows.size)
-            kernels.split_drop(abs_u[rows], bias, top, alpha, resid, strong, gram, coef, weak_quad, weak_top,
+            kernels.split_drop(abs_u[rows], bias, top, alpha, resid, strong, norms, gram, coef, weak_quad, weak_top,
                                float(radius2), float(kappa), float(eta), drop)
             best[rows] = np.maximum(best[rows], base[rows] - np.where(np.isnan(drop), np.inf, drop))
     return best
