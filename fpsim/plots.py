@@ -216,8 +216,10 @@ def dictionary(A_clean, A_adv, w_star, views, out_dir, neurons=24, tail=40):
 def spectrum(singular_values, top, out_dir, shape=None, rank_curve=None):
     """``spectrum.png``: singular values and cumulative energy of ``W' - W`` (C7).
 
-    ``rank_curve``, if given, is ``{"rank": [...], "lower": [...], "upper": [...]}``
-    (robust accuracy against the rank of a low-rank update) and gets a third panel.
+    ``rank_curve``, if given, is ``{"rank": [...], "lower": [...], "upper": [...],
+    "full": (lower, upper)}`` (:func:`fpsim.report.rank_curve`: robust accuracy of
+    rank-r adversarial training against r, and of the full update) and gets a
+    third panel.  The energy share is a diagnostic (MODEL.md §1, C7).
     """
     plt = _pyplot()
     panels = 3 if rank_curve else 2
@@ -231,7 +233,7 @@ def spectrum(singular_values, top, out_dir, shape=None, rank_curve=None):
     energy = np.cumsum(sigma ** 2) / max(np.sum(sigma ** 2), 1e-300)
     axes[1].plot(r, energy, label="E_r (cumulative energy)")
     axes[1].plot(r, r / len(sigma), ls=":", color="gray", label="isotropic update r/min(m, d)")
-    axes[1].axhline(0.5, color="black", ls="--", lw=1, label="C7 criterion 0.5")
+    axes[1].axhline(0.5, color="black", ls="--", lw=1, label="half the energy")
     axes[1].axvline(top, color="tab:orange", lw=1)
     axes[1].set(xlabel="rank r", ylabel="energy share", ylim=(0, 1.02), xscale="log",
                 title=f"E_{top} = {energy[top - 1]:.3f}")
@@ -239,13 +241,15 @@ def spectrum(singular_values, top, out_dir, shape=None, rank_curve=None):
     if rank_curve:
         ax = axes[2]
         ranks = rank_curve["rank"]
-        if rank_curve.get("lower") is not None and rank_curve.get("upper") is not None:
-            ax.fill_between(ranks, rank_curve["lower"], rank_curve["upper"], alpha=0.3)
-        for key, style in (("upper", "-"), ("lower", "--"), ("robust", "-")):
-            if rank_curve.get(key) is not None:
-                ax.plot(ranks, rank_curve[key], style, marker="o", ms=3, label=key)
-        ax.set(xlabel="rank of the adversarial update", ylabel="robust accuracy", ylim=(-0.02, 1.02),
-               xscale="log", title="C7: robust accuracy vs update rank")
+        ax.fill_between(ranks, rank_curve["lower"], rank_curve["upper"], alpha=0.3, label="rank r: [certified, attacked]")
+        ax.plot(ranks, rank_curve["lower"], "o--", ms=3, color="tab:blue")
+        ax.plot(ranks, rank_curve["upper"], "^-", ms=3, color="tab:blue")
+        full_low, full_up = rank_curve.get("full", (None, None))
+        if full_low is not None:
+            ax.axhspan(full_low, full_up, color="tab:green", alpha=0.3, label="full update")
+            ax.axhline(full_low - 0.02, color="tab:green", ls=":", lw=1, label="C7: full certified - 2 pt")
+        ax.set(xlabel="rank r of the adversarial update W + U V^T", ylabel="robust accuracy at tau",
+               ylim=(-0.02, 1.02), xscale="log", title="C7: low-rank adversarial training")
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, out_dir, "spectrum.png")

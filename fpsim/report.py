@@ -157,41 +157,25 @@ def figure_data(report, weights):
 
 
 def rank_curve(report):
-    """Robust accuracy against the rank of a low-rank adversarial update, if the report has one.
+    """Robust accuracy against the rank of the low-rank adversarial update (C7), if the report has it.
 
-    Looks for a ``metrics`` (or top-level) entry whose name contains
-    ``rank`` and which holds ``rank``/``ranks`` with ``lower``/``upper``/``robust``
-    lists, or a list of records with ``rank``.  Returns
-    ``{"rank", "lower", "upper", "robust"}`` lists or ``None``.
+    Reads ``report["low_rank"]`` (:func:`fpsim.experiment.adversarial_variants`):
+    ``ranks`` maps each rank to its ``robust`` interval, ``full`` is the full update's.
+
+    Returns
+    -------
+    dict or None
+        ``rank``, ``lower``, ``upper`` (lists, ranks increasing) and ``full``
+        (``(lower, upper)`` of the full update); ``None`` without low-rank runs.
     """
-    places = list((report.get("metrics") or {}).items()) + list(report.items())
-    for key, value in places:
-        if "rank" not in key or key == "update_spectrum":
-            continue
-        if isinstance(value, dict):
-            inner = value.get("curve", value)
-            ranks = inner.get("rank", inner.get("ranks"))
-            if isinstance(ranks, list) and ranks:
-                return {"rank": ranks, **{k: inner.get(k) for k in ("lower", "upper", "robust")}}
-            records = [v for v in value.values() if isinstance(v, dict) and "rank" in v]
-        elif isinstance(value, list):
-            records = [v for v in value if isinstance(v, dict) and "rank" in v]
-        else:
-            continue
-        if records:
-            records.sort(key=lambda r: r["rank"])
-            out = {"rank": [r["rank"] for r in records]}
-            for k in ("lower", "upper", "robust"):
-                vals = [_scalar(r.get(k, (r.get("robust") or {}).get(k) if isinstance(r.get("robust"), dict)
-                                else None)) for r in records]
-                out[k] = vals if all(v is not None for v in vals) else None
-            if any(out[k] for k in ("lower", "upper", "robust")):
-                return out
-    return None
-
-
-def _scalar(v):
-    return v if isinstance(v, (int, float)) else None
+    low = report.get("low_rank") or {}
+    ranks = sorted((int(r), run) for r, run in (low.get("ranks") or {}).items())
+    if not ranks:
+        return None
+    full = (low.get("full") or {}).get("robust") or {}
+    return {"rank": [r for r, _ in ranks], "lower": [run["robust"]["lower"] for _, run in ranks],
+            "upper": [run["robust"]["upper"] for _, run in ranks],
+            "full": (full.get("lower"), full.get("upper"))}
 
 
 def write_figures(report, weights, out_dir):

@@ -127,7 +127,9 @@ def test_expected_fail_reasons_follow_the_preset(run_dir):
 
 def test_rank_curve_is_found_only_when_present():
     assert rank_curve({"metrics": {"update_spectrum": {"rank": [1]}}}) is None
-    records = [{"rank": 4, "lower": 0.8, "upper": 0.9}, {"rank": 1, "lower": 0.5, "upper": 0.7}]
-    found = rank_curve({"metrics": {"low_rank": records}})
+    interval = lambda low, up: {"robust": {"lower": low, "upper": up}}  # noqa: E731
+    report = {"low_rank": {"full": interval(0.95, 0.97), "ranks": {"4": interval(0.8, 0.9), "1": interval(0.5, 0.7)}}}
+    found = rank_curve(report)
     assert found["rank"] == [1, 4] and found["lower"] == [0.5, 0.8] and found["upper"] == [0.7, 0.9]
+    assert found["full"] == (0.95, 0.97)
     assert accuracy_entry(None, 10) is None
