@@ -188,6 +188,8 @@ def sparse_coding_models(draw, d=None, k=None, dictionary=None, noise=None, magn
     law = draw(_strategy(support, _sampled(SUPPORTS)))
     whole_k = _integers(1, d - 1).map(float) if law == "exact" else _floats(1.0, np.nextafter(float(d), 0.0))
     k = draw(_strategy(k, whole_k))
+    if law == "exact" and k != int(k) and support is None:
+        law = "bernoulli"                     # a given fractional k has no exact-support law
     noise = draw(_strategy(noise, _NOISE))
     magnitude = draw(_strategy(magnitude, _pairs(0.5, 2.0, 1.0)))
     teacher = draw(_strategy(teacher, _pairs(0.1, 1.0, 1.0)))
