@@ -315,7 +315,7 @@ PRESETS = {
     # the closest measured candidate for the headline (C2 and C3 at one tau = 1.2/sqrt(k) > theta):
     # exactly k atoms, gamma = 2, long adversarial training; docs/presets.md says how far it is
     "headline": dict(_SHARED, d=800, m=1600, margin=2.0, support="exact", threshold=0.12, tau=0.3,
-                     weight_decay=1e-3, clean_steps=1500, adv_steps=8000, eval_size=2000,
+                     weight_decay=1e-3, clean_steps=1500, adv_steps=4000, eval_size=2000,
                      robust_eval_size=1000, baseline_steps=0, lowrank_ranks="none", fgm_check="off"),
 }
 DEFAULT_PRESET = "quick"
