@@ -14,7 +14,7 @@ import json
 import sys
 
 from . import __version__
-from ._io import UnreadableStateError
+from ._io import UnreadableStateError, read_json
 from ._threads import thread_limit
 from .experiment import DEFAULT_PRESET, PRESETS, Config, ConfigError, DivergenceError, preflight, preset
 from .report import claim_rows, render_intervals, run_and_report, write_report
@@ -163,7 +163,6 @@ def _report(run_dir):
     except (FileNotFoundError, UnreadableStateError, ImportError) as err:
         return _error(err, 1)
     print(f"fpsim: rebuilt {run_dir}/index.html with {len(figures)} figures ({', '.join(figures)})")
-    from ._io import read_json
     _print_claims(read_json(f"{run_dir}/report.json"))
     return 0
 

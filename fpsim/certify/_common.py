@@ -1,4 +1,4 @@
-"""What every certificate shares: argument checks, and dense linear algebra rounded in the sound direction."""
+"""What every certificate shares: argument checks, unit weight scale, and dense linear algebra rounded up."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,6 +6,22 @@ import scipy.linalg
 
 from .._validation import check_array, check_float, check_labels, check_norm
 from ..network import TwoLayerNet
+
+
+def unit_weights(W):
+    r"""``(c, W / c)`` with :math:`c = \max_{ij} |w_{ij}|` (1 for a zero matrix), in float64.
+
+    The margin is positively homogeneous of degree one in the weights, biases
+    and pre-activations (and the smoothing width), and so is every bound here
+    once a unit's loss is written as :math:`(|a| - g)_+`: they are computed at
+    unit weight scale and multiplied back by :math:`c`.  This keeps squares of
+    tiny weights from underflowing (a zero norm or Gram entry would certify
+    broken examples) and keeps a solver's absolute tolerances small against
+    the margin.
+    """
+    W = np.asarray(W, dtype=np.float64)
+    scale = float(np.abs(W).max()) or 1.0
+    return scale, W / scale
 
 
 def top_eigenpair(sym):

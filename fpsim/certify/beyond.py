@@ -57,7 +57,7 @@ def orthonormal_basis(dictionary, d):
     return left @ right
 
 
-def split_margins(W, bias, u, base, radius2, basis, kappas=KAPPAS, etas=ETAS, target=None):
+def split_margins(W, bias, u, base, radius2, basis, gram=None, kappas=KAPPAS, etas=ETAS, target=None):
     r"""The ``"split"`` lower bound on :math:`\min_{\|\delta\|_2 \le R} y f(x+\delta)`, per example.
 
     Parameters
@@ -73,6 +73,8 @@ def split_margins(W, bias, u, base, radius2, basis, kappas=KAPPAS, etas=ETAS, ta
         :math:`R`, the :math:`\ell_2` radius of (a ball enclosing) the perturbation set.
     basis : (d, d) float64 ndarray
         Orthonormal columns (:func:`orthonormal_basis`).
+    gram : (m, m) float64 ndarray, optional
+        :math:`WW^\top`, when the caller has it already (formed here otherwise).
     kappas, etas : sequence of float
         Class thresholds of :func:`fpsim.kernels.split_drop`; the best is kept.
     target : (n,) float64 ndarray, optional
@@ -97,7 +99,7 @@ def split_margins(W, bias, u, base, radius2, basis, kappas=KAPPAS, etas=ETAS, ta
     resid = np.sqrt(np.maximum(sq - alpha ** 2, 0.0)) * (1.0 + 1e-9) + 1e-12 * np.sqrt(sq)
     strong = alpha ** 2 >= STRONG_SHARE * sq
     norms = np.sqrt(sq) * (1.0 + 1e-9)
-    gram = W @ W.T
+    gram = W @ W.T if gram is None else gram
     abs_u = np.abs(u)
     weak = coef[~strong]
     best = np.full(n, -np.inf)

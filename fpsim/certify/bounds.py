@@ -75,10 +75,9 @@ ends.
 from __future__ import annotations
 
 import numpy as np
-import scipy.linalg
 
 from .. import kernels
-from ._common import check_certify, top_eigenpair
+from ._common import check_certify, top_eigenpair, unit_weights
 from .beyond import orthonormal_basis, split_margins
 from .linear import LINEAR_ITERATIONS, _linear_bound
 
@@ -121,11 +120,8 @@ def _certify(net, x, y, norm, tau, dictionary=None):
     bias = net.bias().astype(np.float64)
     yf = y.astype(np.float64)
     u = x.astype(np.float64) @ W.T
-    # Squares of weights underflow for |w| ~ 1e-160 (a zero norm or Gram entry would certify broken
-    # examples): norms and second-order quantities are formed from W / scale and scaled back (every
-    # bound is homogeneous of degree one in (W, b, u) once the unit's loss is written as (|a| - g)_+).
-    scale = float(np.abs(W).max()) or 1.0
-    unit_W = W / scale
+    scale, unit_W = unit_weights(W)       # norms and second-order quantities at unit scale (no underflow)
+    unit_u, unit_bias = u / scale, bias / scale
     radius = tau * scale * np.linalg.norm(unit_W, ord=1 if norm == np.inf else 2, axis=1)
     radius2 = tau * (np.sqrt(d) if norm == np.inf else 1.0)
     q, rho = net.q, net.rho_effective
@@ -149,12 +145,9 @@ def _certify(net, x, y, norm, tau, dictionary=None):
     cheap = np.maximum(bounds["per_unit"], bounds["gram"])
     # Cheapest first; each later bound is evaluated only where the earlier ones leave an example
     # uncertified (the certified set is what evaluating everything everywhere would give).
-    linear_args = (unit_W, bias / scale, None, None, radius / scale, tau, norm == np.inf, q, rho / scale)
-
     def linear(rows, iterations):
-        args = list(linear_args)
-        args[2], args[3] = u[rows] / scale, yf[rows]
-        return scale * _linear_bound(*args, iterations, target=slack[rows] / scale)
+        return scale * _linear_bound(unit_W, unit_bias, unit_u[rows], yf[rows], radius / scale, tau,
+                                     norm == np.inf, q, rho / scale, iterations, target=slack[rows] / scale)
 
     everything = np.arange(n)
     bounds["linear"] = linear(everything, 0)              # CROWN's slopes (fpsim.certify.linear)
@@ -163,8 +156,8 @@ def _certify(net, x, y, norm, tau, dictionary=None):
     bounds["split"] = np.full(n, -np.inf)
     rows = everything[np.maximum.reduce([bounds[name] for name in bounds]) <= slack]
     if rows.size:                                         # beyond the threshold (fpsim.certify.beyond)
-        bounds["split"][rows] = scale * split_margins(unit_W, bias / scale, u[rows] / scale, base[rows] / scale,
-                                                      radius2, orthonormal_basis(dictionary, d),
+        bounds["split"][rows] = scale * split_margins(unit_W, unit_bias, unit_u[rows], base[rows] / scale,
+                                                      radius2, orthonormal_basis(dictionary, d), gram=gram,
                                                       target=slack[rows] / scale)
     rows = rows[bounds["split"][rows] <= slack[rows]]
     if rows.size:                                         # slopes optimised for the example (alpha-CROWN's idea)
@@ -210,6 +203,4 @@ def _largest_eigenvalue(W, gram, units):
     if len(units) == 0:
         return 0.0
     rows = W[units]
-    small = gram[np.ix_(units, units)] if len(units) <= W.shape[1] else rows.T @ rows
-    top = scipy.linalg.eigvalsh(small, subset_by_index=[len(small) - 1] * 2)[0]
-    return max(top, 0.0) * (1.0 + 1e-9) + 1e-300
+    return top_eigenpair(gram[np.ix_(units, units)] if len(units) <= W.shape[1] else rows.T @ rows)[0]

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.optimize
 
 from .._validation import check_float, check_int
-from ._common import check_certify
+from ._common import check_certify, unit_weights
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,12 +84,8 @@ def exact_robust_accuracy(net, x, y, tau, max_units=32, max_dim=64, time_limit=1
                          f"(one binary each), got m={net.m}")
     if net.d > max_dim:
         raise ValueError(f"exact_robust_accuracy is limited to d <= max_dim={max_dim}, got d={net.d}")
-    W = net.W.astype(np.float64)
-    bias = net.bias().astype(np.float64)
-    # f is positively homogeneous in (W, b): solve at unit weight scale, where the solver's absolute
-    # tolerances are small against the margin (at |w| ~ 1e-5 they were not), and scale back.
-    scale = float(np.abs(W).max()) or 1.0
-    W, bias = W / scale, bias / scale
+    scale, W = unit_weights(net.W)            # the solver's absolute tolerances at unit weight scale
+    bias = net.bias().astype(np.float64) / scale
     u = x.astype(np.float64) @ W.T
     radius = tau * np.abs(W).sum(axis=1)
     margins, deltas = [], []

@@ -60,7 +60,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import kernels
-from ._common import check_certify
+from ._common import check_certify, unit_weights
 from .._validation import check_int
 
 #: Primal steps used by the ``"linear"`` certificate (converged on the quick preset's nets at 10).
@@ -89,9 +89,7 @@ def linear_bound(net, x, y, norm, tau, iterations=LINEAR_ITERATIONS):
     """
     net, x, y, norm, tau = check_certify(net, x, y, norm, tau)
     iterations = check_int("iterations", iterations, 0)
-    W = net.W.astype(np.float64)
-    scale = float(np.abs(W).max()) or 1.0     # the bound is homogeneous in (W, b, u, rho): no underflow
-    unit_W = W / scale
+    scale, unit_W = unit_weights(net.W)
     u = x.astype(np.float64) @ unit_W.T
     radius = tau * np.linalg.norm(unit_W, ord=1 if norm == np.inf else 2, axis=1)
     return scale * _linear_bound(unit_W, net.bias().astype(np.float64) / scale, u, y.astype(np.float64), radius,
