@@ -815,3 +815,149 @@ def split_drop(abs_u, bias, top, alpha, resid, strong, norms, gram, coef, weak_q
         a, bb = np.sqrt(a2), np.sqrt(weak_top)
         out[b] = trust_region_max(np.sqrt(max(lin, 0.0)), np.sqrt(max(perp, 0.0)),
                                   q_in + a2, a * bb, q_out + weak_top, radius) * (1.0 + 1e-9)
+
+
+# --- branch and bound ---
+
+
+@numba.njit(cache=True, inline="always")
+def _line_candidate(k, lo, hi, bi, lam, q, rho):
+    r"""Candidate ``k`` (0..3) for :math:`\arg\min_{t\in[l,h]} s(t) - \lambda t`, ``nan`` when it does not apply.
+
+    :math:`s` is concave on :math:`t \le 0` and convex on :math:`t \ge 0`, so for
+    **any real** :math:`\lambda` the minimum is at :math:`l`, :math:`h`,
+    :math:`\min(h, 0)` (end of the concave part) or the stationary point of the
+    convex part, :math:`\phi'(t - b) = \lambda`, i.e. :math:`t^* = b + \varrho
+    \lambda^{1/(q-1)}` (:math:`b` for the ReLU or :math:`\lambda \le 0`), clipped to
+    :math:`[\max(l, 0), h]` (the candidates of :func:`unit_line_offsets`).
+    """
+    if k == 0:
+        return lo
+    if k == 1:
+        return hi
+    if k == 2:
+        t = min(hi, 0.0)
+        return t if t >= lo else np.nan
+    if hi < 0.0:
+        return np.nan
+    stationary = bi
+    if rho > 0.0 and lam > 0.0:
+        stationary = bi + rho * lam ** (1.0 / (q - 1.0))
+    return min(max(stationary, max(lo, 0.0)), hi)
+
+
+@numba.njit(cache=True)
+def bab_dual(lam, free, low, high, v, bias, q, rho, rows, a0, tau, inf_norm, sigma, grad, delta):
+    r"""Lagrangian dual of a branch-and-bound node, smoothed by ``sigma`` (exact for ``sigma = 0``).
+
+    A node restricts each unit's input :math:`t_i = v_i + \langle y w_i, \delta\rangle`
+    to an interval :math:`[l_i, h_i]`.  Dualising :math:`t_i = v_i + \langle y w_i,
+    \delta\rangle` with multipliers :math:`\lambda_i \in \mathbb R` for the ``free``
+    units (the others enter through their fixed slope, ``a0``),
+
+    .. math::
+
+        D(\lambda) = \sum_{i\ \rm free} c_i(\lambda_i) - \tau \Big\| a_0 + \sum_{i\ \rm free}
+            \lambda_i\, y w_i \Big\|_q , \qquad
+        c_i(\lambda) = \min_{t \in [l_i, h_i]} \big[s(t) - \lambda (t - v_i)\big],
+
+    (plus the constant of the fixed units, added by the caller) is a lower bound
+    on the node's minimum margin for every :math:`\lambda` (weak duality).  With
+    :math:`\sigma > 0` each minimum over the candidates
+    :math:`t_k` (:func:`_line_candidate`) is replaced by the soft minimum
+    :math:`-\sigma \log \sum_k e^{-x_k/\sigma} \le \min_k x_k` and the norm by
+    :math:`\sqrt{\|a\|_2^2 + \epsilon^2}` (:math:`\ell_2`) or
+    :math:`\sum_j \sqrt{a_j^2 + \epsilon^2}` (:math:`\ell_\infty`), which are
+    :math:`\ge \|a\|_q`, with :math:`\epsilon = \sigma/(\tau d_q)`: the value stays
+    a lower bound on :math:`D`, now differentiable.  Gradient:
+    :math:`\partial/\partial\lambda_i = -\sum_k p_{ik} (t_{ik} - v_i) - \tau \langle
+    y w_i, g\rangle`, :math:`p` the soft-min weights, :math:`g` the gradient of the
+    smoothed norm; :math:`\delta = -\tau g` is the matching (smoothed) primal point.
+
+    Parameters
+    ----------
+    lam : (f,) float64 array
+        Multipliers of the free units.
+    free : (f,) int64 array
+    low, high, v, bias : (m,) float64 arrays
+    q, rho : float
+    rows : (m, d) float64 array
+        :math:`y w_i`.
+    a0 : (d,) float64 array
+        :math:`\sum_{i\ \rm fixed} \lambda_i y w_i`.
+    tau : float
+    inf_norm : bool
+    sigma : float
+        Smoothing (0: the exact :math:`D` with a supergradient).
+    grad : (f,) float64 array, written
+    delta : (d,) float64 array, written
+
+    Returns
+    -------
+    float
+        The (smoothed) :math:`D(\lambda)`.
+    """
+    f = lam.shape[0]
+    d = a0.shape[0]
+    value = 0.0
+    xs = np.empty(4)
+    ts = np.empty(4)
+    for j in range(f):
+        i = free[j]
+        lo, hi, bi, lj = low[i], high[i], bias[i], lam[j]
+        best = np.inf
+        count = 0
+        arg = lo
+        for k in range(4):
+            t = _line_candidate(k, lo, hi, bi, lj, q, rho)
+            if np.isnan(t):
+                continue
+            pos, _ = activation(abs(t) - bi, q, rho)
+            x = np.copysign(pos, t) - lj * (t - v[i])
+            xs[count] = x
+            ts[count] = t
+            count += 1
+            if x < best:
+                best, arg = x, t
+        if sigma > 0.0:
+            total, moment = 0.0, 0.0
+            for k in range(count):
+                w = np.exp(-(xs[k] - best) / sigma)
+                total += w
+                moment += w * (ts[k] - v[i])
+            value += best - sigma * np.log(total)
+            grad[j] = -moment / total
+        else:
+            value += best
+            grad[j] = -(arg - v[i])
+    a = a0.copy()
+    for j in range(f):
+        i = free[j]
+        for c in range(d):
+            a[c] += lam[j] * rows[i, c]
+    for c in range(d):
+        delta[c] = 0.0
+    if tau > 0.0:
+        if inf_norm:
+            eps = sigma / (tau * d)
+            norm = 0.0
+            for c in range(d):
+                h = np.sqrt(a[c] * a[c] + eps * eps)
+                norm += h
+                delta[c] = -tau * (a[c] / h if h > 0.0 else 0.0)
+        else:
+            eps = sigma / tau
+            sq = eps * eps
+            for c in range(d):
+                sq += a[c] * a[c]
+            norm = np.sqrt(sq)
+            for c in range(d):
+                delta[c] = -tau * (a[c] / norm if norm > 0.0 else 0.0)
+        value -= tau * norm
+        for j in range(f):
+            i = free[j]
+            dot = 0.0
+            for c in range(d):
+                dot += rows[i, c] * delta[c]
+            grad[j] += dot     # -tau <y w_i, g> = <y w_i, delta>
+    return value
