@@ -7,14 +7,20 @@ from fpsim import TwoLayerNet, kernels
 from fpsim.attacks import pgd, random_in_ball
 from fpsim.certify import certified_margins, exact_robust_accuracy
 from fpsim.certify.complete import complete_margins
-from fpsim.strategies import nets, problems, seeds
+from fpsim.strategies import gaussian_batches, nets, radii, seeds
 from fpsim.testing import assert_sound, rounding_tolerance
 
 
 def _problem(data, norm, activation, max_m=5, max_d=5, max_n=3):
-    """A small net (float64, either side of the threshold radius) and a batch of inputs."""
-    net = nets(max_m=max_m, max_d=max_d, activation=activation, dtype=np.float64, max_threshold=0.8)
-    return data.draw(problems(net=net, norm=norm, max_n=max_n))
+    """A small net (float64), a batch of inputs and a radius either side of the threshold radius.
+
+    Inputs of scale drawn in [0.1, 1] keep pre-activations near the thresholds, where units are
+    undecided and the search has to branch (with unit-scale inputs most examples settle at the root).
+    """
+    net = data.draw(nets(m=st.integers(2, max_m), d=st.integers(2, max_d), activation=activation,
+                         dtype=np.float64, max_threshold=0.8))
+    x, y = data.draw(gaussian_batches(net.d, max_n=max_n, scale=data.draw(st.floats(0.1, 1.0))))
+    return net, x, y, norm, float(data.draw(radii(net, norm)))
 
 
 def _scale(net, x, norm, tau):
@@ -22,12 +28,12 @@ def _scale(net, x, norm, tau):
     return rounding_tolerance(net, x, norm, tau) / ((net.d + net.m) * np.finfo(net.dtype).eps)
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=40, deadline=None)
 @given(data=st.data())
 def test_branch_and_bound_reaches_the_milp_on_tiny_relu_nets(data):
     # (a) lower <= exact, never certifies what the MILP refutes; (b) with a sufficient budget
     # (2^(m+1) nodes: one split per unit reaches a leaf) the search is decided and exact.
-    net, x, y, norm, tau = _problem(data, np.inf, "relu")
+    net, x, y, norm, tau = _problem(data, np.inf, "relu", max_m=6, max_d=6, max_n=4)
     exact = exact_robust_accuracy(net, x, y, tau).min_margin
     size = _scale(net, x, norm, tau)
     result = complete_margins(net, x, y, norm, tau, node_budget=2 ** (net.m + 1), gap=1e-9 * size.max())
