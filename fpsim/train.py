@@ -31,7 +31,7 @@ import numpy as np
 
 from . import kernels
 from ._io import atomic_savez
-from ._validation import STREAMS, check_choice, check_float, check_int, check_norm, stream
+from ._validation import STREAMS, check_choice, check_int, check_norm, stream, validate_parameter
 from .attacks import ATTACKS, perturbation
 from .certify import robust_accuracy
 from .data import TrainingData
@@ -313,14 +313,15 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
         ``accuracy`` (held-out clean accuracy), ``median_cos_init``
         (median :math:`|\cos(w_i^0, w_i)|`), plus ``evaluate``'s entries.
     """
-    steps = check_int("steps", steps, 1)
-    batch = check_int("batch", batch, 1)
-    lr = check_float("lr", lr, 0, closed=(False, True))
-    weight_decay = check_float("weight_decay", weight_decay, 0)
+    steps = validate_parameter("steps", steps)
+    batch = validate_parameter("batch", batch)
+    lr = validate_parameter("lr", lr)
+    weight_decay = validate_parameter("weight_decay", weight_decay)
+    n_train = validate_parameter("n_train", n_train)
     check_choice("phase", phase, ("clean", "adversarial"))
     check_choice("path", path, PATHS)
-    seed = check_int("seed", seed, 0)
-    eval_size = check_int("eval_size", eval_size, 1)
+    seed = validate_parameter("seed", seed)
+    eval_size = validate_parameter("eval_size", eval_size)
     if model.d != net.d:
         raise ValueError(f"net.d={net.d} does not match model.d={model.d}")
     record_every = max(steps // 20, 1) if record_every is None else check_int("record_every", record_every, 1)
@@ -490,18 +491,17 @@ def train_adversarial(net, model, steps, batch, lr, attack="pgd", norm=2, tau=No
     """
     check_choice("attack", attack, ATTACKS)
     norm = check_norm(norm)
-    tau = 0.5 / np.sqrt(model.k) if tau is None else check_float("tau", tau, 0, closed=(False, True))
-    attack_steps = check_int("attack_steps", attack_steps, 1)
-    if attack_step_size is not None:
-        attack_step_size = check_float("attack_step_size", attack_step_size, 0, closed=(False, True))
-    restarts = check_int("restarts", restarts, 1)
+    tau = 0.5 / np.sqrt(model.k) if tau is None else validate_parameter("tau", tau)
+    attack_steps = validate_parameter("attack_steps", attack_steps)
+    attack_step_size = validate_parameter("attack_step_size", attack_step_size)
+    restarts = validate_parameter("restarts", restarts)
     if rank is not None:
         rank = check_rank(rank, net)
     robust_eval_size = check_int("robust_eval_size", robust_eval_size, 1, kwargs.get("eval_size", 2000))
     for name in ("phase", "perturb"):
         if name in kwargs:
             raise TypeError(f"train_adversarial sets {name!r} itself; do not pass it")
-    seed = check_int("seed", kwargs.get("seed", 0), 0)
+    seed = validate_parameter("seed", kwargs.get("seed", 0))
     extra = kwargs.pop("evaluate", None)
 
     def perturb(net, x, y, rng):

@@ -83,7 +83,7 @@ from fpsim import baselines
 from fpsim._io import atomic_write_json
 from fpsim._validation import check_array, check_choice, check_labels, check_norm, stream
 from fpsim.certify import critical_radius, robust_curve
-from fpsim.experiment import Config, build
+from fpsim.config import Config, build
 from fpsim.sweep import run_sweep
 
 ID = "Scaling"
@@ -119,7 +119,7 @@ GRID = (0.05, 4.0)
 
 
 def config_for(d, k, mode, seed=0):
-    r"""The :class:`~fpsim.experiment.Config` of one size of the sweep.
+    r"""The :class:`~fpsim.config.Config` of one size of the sweep.
 
     :math:`m = 2d`, :math:`\theta = 0.5/\sqrt k`, :math:`U \in [1, 1.2]`,
     :math:`\gamma = 0.5`, :math:`\tau = 0.5/\sqrt k`, clean steps

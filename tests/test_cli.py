@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from fpsim.cli import RANGES, build_parser, main
-from fpsim.experiment import PRESETS, Config, preset
+from fpsim.cli import _show, build_parser, main
+from fpsim.config import PRESETS, RANGES, Config, preset
 
 
 def _help(capsys):
@@ -19,8 +19,7 @@ def test_help_shows_every_preset_value_and_range(capsys):
     for f in dataclasses.fields(Config):
         for name in PRESETS:
             value = getattr(preset(name), f.name)
-            shown = f"{value[0]:g} {value[1]:g}" if isinstance(value, tuple) else str(value)
-            assert f"{name}: {shown}" in text, f.name
+            assert f"{name}: {_show(value)}" in text, f.name
     for name, rng in RANGES.items():
         assert f"range {rng}" in text
 

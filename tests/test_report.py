@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fpsim.cli import main
-from fpsim.experiment import PRESETS, Config, preset
+from fpsim.config import PRESETS, Config, preset
 from fpsim.report import EXPECTED_FAILS, claim_rows, preset_of, rank_curve, run_and_report
 from fpsim.stats import accuracy_entry, wilson
 
