@@ -372,9 +372,9 @@ def run_baselines(config, model, net0, x, y, progress=False):
             except FloatingPointError as err:  # recorded, not hidden: C6 shows it
                 out[name][regime] = {"accuracy": None, "robust": None, "robust_kind": f"diverged: {err}"}
                 continue
-            res = baselines.robust_accuracy(trained, x[:n], y[:n], config.norm, config.tau, model=model,
-                                            pgd_steps=config.pgd_steps, restarts=config.restarts,
-                                            rng=stream(config.seed, "attack"))
+            res = robust_accuracy(trained, x[:n], y[:n], config.norm, config.tau, model=model,
+                                  pgd_steps=config.pgd_steps, restarts=config.restarts,
+                                  rng=stream(config.seed, "attack"))
             accuracy, robust = trained.accuracy(x, y), res.lower if name == "linear" else res.upper
             out[name][regime] = {"accuracy": accuracy, "robust": robust,
                                  "robust_kind": "exact" if name == "linear" else "attacked, upper end",

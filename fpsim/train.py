@@ -74,6 +74,10 @@ class DenseStep:
     def weights(self):
         return self.net.W
 
+    def sync(self):
+        """Write the current weights into ``net`` (before a history record and at the end)."""
+        self.net._W[...] = self.weights()
+
     def state(self):
         return {"W": self.net.W}
 
@@ -116,6 +120,8 @@ class DictionaryStep:
     def weights(self):
         """Current ``W = A M^T`` (computed on request)."""
         return (self.dictionary @ self.a_t).T
+
+    sync = DenseStep.sync
 
     def state(self):
         return {"a_t": self.a_t}
@@ -231,6 +237,8 @@ class LowRankStep:
     def weights(self):
         return self.net.W
 
+    sync = DenseStep.sync
+
     def state(self):
         return {"U": self.u, "V": self.v}
 
@@ -260,13 +268,15 @@ def median_abs_cos(W, W_ref):
 
 def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, seed=0,
             phase="clean", perturb=None, evaluate=None, path="auto", eval_size=2000,
-            record_every=None, progress=False, checkpoint=None, checkpoint_every=None, rank=None):
-    r"""The SGD loop shared by clean and adversarial training.
+            record_every=None, progress=False, checkpoint=None, checkpoint_every=None, rank=None,
+            stepper=None):
+    r"""The SGD loop shared by clean and adversarial training of the network and by the baselines.
 
     Parameters
     ----------
-    net : TwoLayerNet
-        Starting network (not modified; a trained copy is returned).
+    net : TwoLayerNet or fpsim.baselines.Baseline
+        Starting model (not modified; a trained copy is returned).  Another
+        model than a :class:`~fpsim.network.TwoLayerNet` needs ``stepper``.
     model : SparseCodingModel
     steps : int
         Number of SGD steps :math:`T \ge 1`.
@@ -280,8 +290,8 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
         ``None``: fresh samples every step; else a fixed training set of that size.
     seed : int
         Seeds the batches (stream ``phase``) and the held-out set (stream ``eval``).
-    phase : {"clean", "adversarial"}
-        Names the random stream of the batches, so the two phases never share data.
+    phase : {"clean", "adversarial", "baseline"}
+        Names the random stream of the batches, so the phases never share data.
     perturb : callable, optional
         ``perturb(net, x, y, rng) -> x_adv``: the attack of adversarial training.
     evaluate : callable, optional
@@ -292,6 +302,11 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
         Train a rank-``rank`` update :math:`W' = W + U V^\top` of ``net``'s
         weights (:class:`LowRankStep`, ``1 <= rank <= min(m, d)``) instead
         of the weights themselves.  Needs ``path`` ``"auto"`` or ``"dense"``.
+    stepper : callable, optional
+        ``stepper(net) -> step object`` (``needs_inputs``, ``step(x, y, z, lr,
+        weight_decay) -> loss``, ``sync()``, ``state()``, ``load(state)``),
+        e.g. :class:`fpsim.baselines.BaselineStep`; replaces the choice by
+        ``path`` and ``rank``.
     eval_size : int, default 2000
         Size of the held-out set for the history.
     record_every : int, optional
@@ -311,14 +326,14 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
     history : dict of lists
         ``step``, ``loss`` (mean training loss since the previous record),
         ``accuracy`` (held-out clean accuracy), ``median_cos_init``
-        (median :math:`|\cos(w_i^0, w_i)|`), plus ``evaluate``'s entries.
+        (median :math:`|\cos(w_i^0, w_i)|`; networks only), plus ``evaluate``'s entries.
     """
     steps = validate_parameter("steps", steps)
     batch = validate_parameter("batch", batch)
     lr = validate_parameter("lr", lr)
     weight_decay = validate_parameter("weight_decay", weight_decay)
     n_train = validate_parameter("n_train", n_train)
-    check_choice("phase", phase, ("clean", "adversarial"))
+    check_choice("phase", phase, ("clean", "adversarial", "baseline"))
     check_choice("path", path, PATHS)
     seed = validate_parameter("seed", seed)
     eval_size = validate_parameter("eval_size", eval_size)
@@ -329,25 +344,32 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
         "checkpoint_every", checkpoint_every, 1)
 
     if rank is not None:
+        if stepper is not None:
+            raise ValueError("rank chooses the stepper: pass rank or stepper, not both")
         rank = check_rank(rank, net)
         if path == "dictionary":
             raise ValueError("rank is trained on inputs x: use path='auto' or 'dense' with rank")
 
     net = net.copy()
-    if path == "auto":
-        path = "dictionary" if model.noise == 0 and perturb is None and rank is None else "dense"
-    if path == "dictionary" and perturb is not None:
-        raise ValueError("path='dictionary' is for clean training only (perturbations are dense)")
-    if rank is not None:
-        stepper = LowRankStep(net, batch, rank)
-    elif path == "dictionary":
-        stepper = DictionaryStep(net, model, batch)
+    if stepper is not None:
+        path, stepper = getattr(stepper, "__name__", "custom"), stepper(net)
     else:
-        stepper = DenseStep(net, batch)
+        if path == "auto":
+            path = "dictionary" if model.noise == 0 and perturb is None and rank is None else "dense"
+        if path == "dictionary" and perturb is not None:
+            raise ValueError("path='dictionary' is for clean training only (perturbations are dense)")
+        if rank is not None:
+            stepper = LowRankStep(net, batch, rank)
+        elif path == "dictionary":
+            stepper = DictionaryStep(net, model, batch)
+        else:
+            stepper = DenseStep(net, batch)
     data = TrainingData(model, n_train, stream(seed, phase))
     x_eval, y_eval, _ = model.sample(eval_size, stream(seed, "eval"))
     attack_rng = stream(seed, "attack")
-    history = {"step": [], "loss": [], "accuracy": [], "median_cos_init": []}
+    history = {"step": [], "loss": [], "accuracy": []}
+    if getattr(net, "W_init", None) is not None:
+        history["median_cos_init"] = []
     start, loss_sum, loss_count = 0, 0.0, 0
 
     run_key = {"steps": steps, "batch": batch, "lr": lr, "weight_decay": weight_decay, "seed": seed,
@@ -369,7 +391,7 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
         net.step += 1
         done = t + 1
         if done % record_every == 0 or done == steps:
-            net._W[...] = stepper.weights()
+            stepper.sync()
             _record(history, net, done, loss_sum / loss_count, x_eval, y_eval, evaluate)
             loss_sum, loss_count = 0.0, 0
         if progress and (time.perf_counter() - last_print > 2.0 or done == steps):
@@ -378,7 +400,7 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
         if checkpoint is not None and (done % checkpoint_every == 0) and done < steps:
             _save_checkpoint(checkpoint, run_key, done, stepper, data, attack_rng, history,
                              loss_sum, loss_count)
-    net._W[...] = stepper.weights()
+    stepper.sync()
     net.step = first_step + steps
     return net, history
 
@@ -399,7 +421,8 @@ def _record(history, net, step, loss, x_eval, y_eval, evaluate):
     history["step"].append(step)
     history["loss"].append(float(loss))
     history["accuracy"].append(net.accuracy(x_eval, y_eval))
-    history["median_cos_init"].append(median_abs_cos(net.W, net.W_init))
+    if "median_cos_init" in history:
+        history["median_cos_init"].append(median_abs_cos(net.W, net.W_init))
     for key, value in (evaluate(net, x_eval, y_eval) if evaluate else {}).items():
         history.setdefault(key, []).append(value)
 

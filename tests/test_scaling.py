@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fpsim import baselines
-from fpsim.certify import critical_radius
+from fpsim.certify import critical_radius, robust_accuracy
 from fpsim.data import SparseCodingModel
 from proofs_check import scaling
 
@@ -25,9 +25,9 @@ def test_linear_critical_radius_is_the_crossing_of_the_exact_curve(norm):
     exact = np.array([np.mean(linear.certified_margin(x, y, norm, tau) > 0) for tau in taus])
     crossing = critical_radius({"taus": taus, "lower": exact, "upper": exact})["lower"]
     assert abs(crossing - radius) <= taus[1]   # odd n: the median is an example's own radius
-    # and it is where baselines.robust_accuracy (exact for a linear model) drops below 1/2
-    above = baselines.robust_accuracy(linear, x, y, norm, 0.99 * radius, pgd_steps=1, restarts=1)
-    below = baselines.robust_accuracy(linear, x, y, norm, 1.01 * radius, pgd_steps=1, restarts=1)
+    # and it is where fpsim.certify.robust_accuracy (exact for a linear model) drops below 1/2
+    above = robust_accuracy(linear, x, y, norm, 0.99 * radius, pgd_steps=1, restarts=1)
+    below = robust_accuracy(linear, x, y, norm, 1.01 * radius, pgd_steps=1, restarts=1)
     assert above.lower >= 0.5 > below.lower
 
 
