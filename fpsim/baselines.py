@@ -181,6 +181,38 @@ class LinearClassifier(Baseline):
         return y * self._forward(x) - check_float("tau", tau, 0) * np.linalg.norm(self.u, q)
 
 
+def linear_critical_radius(classifier, x, y, norm):
+    r"""Exact critical radius of a linear classifier: where its robust accuracy falls below 50 %.
+
+    The exact robust accuracy at :math:`\tau` is the fraction of examples with
+    :math:`y f(x) - \tau\|u\|_q > 0`, i.e. with :math:`r = \max(y f(x), 0)/\|u\|_q
+    > \tau` (a misclassified example, :math:`r = 0`, is never robust), so it
+    drops below 1/2 at the median of :math:`r`.
+
+    Parameters
+    ----------
+    classifier : LinearClassifier
+    x : (n, d) array_like
+    y : (n,) array_like of {-1, +1}
+    norm : {2, "2", "inf", numpy.inf}
+        Perturbation norm :math:`p`; :math:`q` is its dual.
+
+    Returns
+    -------
+    float
+        ``numpy.median`` of :math:`r` over the examples (for an even number
+        of examples the mean of the two middle values; the exact accuracy
+        steps below 1/2 at the lower one).
+    """
+    if not isinstance(classifier, LinearClassifier):
+        raise TypeError(f"classifier must be a LinearClassifier, got {type(classifier).__name__}")
+    x = check_array("x", x, 2, dtype=np.float64, shape=(None, classifier.d))
+    y = check_labels("y", y, x.shape[0])
+    q = 1 if check_norm(norm) == np.inf else 2
+    margin = y * classifier.forward(x)
+    return float(np.median(np.maximum(margin, 0.0)) / np.linalg.norm(classifier.u, q))
+
+
 class PolynomialClassifier(Baseline):
     r"""Low-rank polynomial classifier of degree :math:`p`.
 

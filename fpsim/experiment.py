@@ -268,6 +268,39 @@ def same_config(saved, config):
         return False
 
 
+def load_nets(run_dir, config=None):
+    """The data model and the nets of a finished run, rebuilt from ``RUN/weights.npz``.
+
+    Parameters
+    ----------
+    run_dir : str or path
+        A folder written by :func:`run_experiment`.
+    config : Config, optional
+        The run's config (default: read from ``RUN/report.json``).
+
+    Returns
+    -------
+    model : SparseCodingModel
+    nets : dict of TwoLayerNet
+        ``"init"``, ``"clean"`` and, if the run has them, ``"adversarial"``:
+        the initial net with the saved weights, its step count set to the
+        steps each phase took (so a threshold ramp gives the trained biases).
+    """
+    run_dir = os.fspath(run_dir)
+    if config is None:
+        config = Config(**read_json(os.path.join(run_dir, "report.json"))["config"])
+    model, net0 = build(config)
+    saved = read_npz(os.path.join(run_dir, "weights.npz"))
+    nets = {"init": net0}
+    for name, key, step in (("clean", "W_clean", config.clean_steps),
+                            ("adversarial", "W_adv", config.clean_steps + config.adv_steps)):
+        if key in saved:
+            net = net0.copy()
+            net.W, net.step = saved[key], step
+            nets[name] = net
+    return model, nets
+
+
 def finished_phases(config, out_dir):
     """The training phases of ``config`` already saved as finished in ``out_dir`` (``"clean"``, ``"adversarial"``)."""
     state = os.path.join(os.fspath(out_dir), ".fpsim")

@@ -416,3 +416,28 @@ def dense_direction_sensitivity(model, x, y, data_model, tau):
     shifted = x + attacks.dense_direction(v, x, y, 2, tau)
     drop = y * (np.asarray(model.forward(x), np.float64) - np.asarray(model.forward(shifted), np.float64))
     return {"alignment": alignment, "margin_drop": drop}
+
+
+def fit_slope(sizes, radii):
+    r"""Least-squares slope of :math:`\log r` against :math:`\log n` (the exponent of :math:`r \propto n^s`).
+
+    Parameters
+    ----------
+    sizes : (t,) array_like
+        Positive sizes, at least two distinct.
+    radii : (t,) array_like
+        Radii; a NaN or non-positive one makes the slope NaN.
+
+    Returns
+    -------
+    float
+    """
+    sizes = check_array("sizes", sizes, 1, dtype=np.float64)
+    radii = np.asarray(radii, dtype=np.float64)
+    if radii.shape != sizes.shape:
+        raise ValueError(f"radii must have the shape of sizes {sizes.shape}, got {radii.shape}")
+    if (sizes <= 0).any() or np.unique(sizes).size < 2:
+        raise ValueError(f"sizes must be positive with at least two distinct values, got {sizes}")
+    if not (np.isfinite(radii) & (radii > 0)).all():
+        return float("nan")
+    return float(np.polyfit(np.log(sizes), np.log(radii), 1)[0])

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from fpsim import attacks
-from fpsim.baselines import LinearClassifier, NTKClassifier, PolynomialClassifier, train_baseline
-from fpsim.certify import robust_accuracy
+from fpsim.baselines import (LinearClassifier, NTKClassifier, PolynomialClassifier, linear_critical_radius,
+                             train_baseline)
+from fpsim.certify import critical_radius, robust_accuracy
 from fpsim.data import SparseCodingModel
 from fpsim.network import TwoLayerNet
 
@@ -152,6 +153,35 @@ def test_ntk_is_linear_in_delta():
     f0 = model.forward(x)
     model.delta[:] = 2 * delta
     np.testing.assert_allclose(model.forward(x) - f0, 2 * (f_delta - f0), atol=1e-12)
+
+
+@pytest.mark.parametrize("norm", [2, np.inf])
+def test_linear_critical_radius_is_the_crossing_of_the_exact_curve(norm):
+    model = SparseCodingModel(40, 2, magnitude=(1.0, 1.2), margin=0.5, seed=3)
+    linear, _ = train_baseline(LinearClassifier(40, seed=1), model, steps=150,
+                               batch=64, lr=1.0, seed=3)
+    x, y, _ = model.sample(401, np.random.default_rng(7))
+    radius = linear_critical_radius(linear, x, y, norm)
+    taus = np.linspace(0.0, 2 * radius, 4001)
+    exact = np.array([np.mean(linear.certified_margin(x, y, norm, tau) > 0) for tau in taus])
+    crossing = critical_radius({"taus": taus, "lower": exact, "upper": exact})["lower"]
+    assert abs(crossing - radius) <= taus[1]   # odd n: the median is an example's own radius
+    # and it is where fpsim.certify.robust_accuracy (exact for a linear model) drops below 1/2
+    above = robust_accuracy(linear, x, y, norm, 0.99 * radius, pgd_steps=1, restarts=1)
+    below = robust_accuracy(linear, x, y, norm, 1.01 * radius, pgd_steps=1, restarts=1)
+    assert above.lower >= 0.5 > below.lower
+
+
+def test_linear_critical_radius_counts_misclassified_examples_as_zero():
+    linear = LinearClassifier(2)
+    linear.u[:] = [3.0, 4.0]
+    x = np.array([[1.0, 0.0], [2.0, 0.0], [-1.0, 0.0]])
+    assert linear_critical_radius(linear, x, [1, 1, 1], 2) == pytest.approx(3.0 / 5.0)
+    assert linear_critical_radius(linear, x, [1, -1, 1], 2) == 0.0
+    assert linear_critical_radius(linear, x, [1, 1, 1], np.inf) == pytest.approx(3.0 / 7.0)
+    with pytest.raises(TypeError, match="LinearClassifier"):
+        linear_critical_radius(object(), x, [1, 1, 1], 2)
+
 
 
 # -- training ---------------------------------------------------------------------

@@ -7,8 +7,8 @@ import pytest
 import fpsim.experiment as experiment
 from fpsim._io import UnreadableStateError, atomic_write_json
 from fpsim.cli import main
-from fpsim.config import PRESETS, Config, build, preset
-from fpsim.experiment import ConfigError, DivergenceError, check_memory, run_experiment
+from fpsim.config import Config, build, eval_set
+from fpsim.experiment import ConfigError, DivergenceError, check_memory, load_nets, run_experiment
 
 TINY = dict(d=30, k=2, m=20, clean_steps=60, adv_steps=20, batch=32, eval_size=200,
             robust_eval_size=50, pgd_steps=3, restarts=1, curve_points=3, baseline_steps=0)
@@ -30,6 +30,13 @@ def test_report_files_and_resume(tmp_path):
         for key in first:
             np.testing.assert_array_equal(w[key], first[key])
     assert not [f for f in os.listdir(tmp_path) if f.startswith(".tmp-")]
+    model, nets = load_nets(tmp_path)  # the nets rebuilt from the run folder alone
+    assert nets["adversarial"].step == config.clean_steps + config.adv_steps
+    for name, key in (("init", "W_init"), ("clean", "W_clean"), ("adversarial", "W_adv")):
+        np.testing.assert_array_equal(nets[name].W, first[key])
+    np.testing.assert_array_equal(model.dictionary, first["M"])
+    x, y, _ = eval_set(config, model)
+    assert nets["clean"].accuracy(x, y) == report["clean"]["accuracy"]
 
 
 def test_cli_runs_and_prints_claims(tmp_path, capsys):

@@ -191,3 +191,16 @@ def test_dense_direction_sensitivity_of_the_teacher_rule():
     out = metrics.dense_direction_sensitivity(teacher, x, y, data, tau=0.3)
     np.testing.assert_allclose(out["alignment"], 1.0, atol=1e-12)
     np.testing.assert_allclose(out["margin_drop"], 0.3 * np.linalg.norm(data.w_star), rtol=1e-10)
+
+
+def test_fit_slope_recovers_a_power_law():
+    rng = np.random.default_rng(0)
+    sizes = np.array([50.0, 100.0, 200.0, 400.0, 800.0])
+    for exponent in (-0.5, 0.0, -1.0):
+        radii = 3.0 * sizes**exponent * np.exp(0.01 * rng.standard_normal(sizes.size))
+        assert metrics.fit_slope(sizes, radii) == pytest.approx(exponent, abs=0.03)
+    assert np.isnan(metrics.fit_slope(sizes, [1.0, np.nan, 1.0, 1.0, 1.0]))
+    with pytest.raises(ValueError, match="two distinct"):
+        metrics.fit_slope([100.0, 100.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="shape of sizes"):
+        metrics.fit_slope([100.0, 200.0], [1.0])

@@ -12,8 +12,8 @@ from attacks, the lower end from sound certificates.
 * :mod:`~fpsim.certify.curves` -- the interval at one radius, curves and critical radii.
 """
 from .bounds import METHODS, certified_margins
-from .curves import RobustAccuracy, critical_radius, robust_accuracy, robust_curve
+from .curves import RobustAccuracy, critical_radius, refined_curve, robust_accuracy, robust_curve
 from .exact import ExactRobustness, exact_robust_accuracy
 
 __all__ = ["METHODS", "ExactRobustness", "RobustAccuracy", "certified_margins", "critical_radius",
-           "exact_robust_accuracy", "robust_accuracy", "robust_curve"]
+           "exact_robust_accuracy", "refined_curve", "robust_accuracy", "robust_curve"]

@@ -17,7 +17,7 @@ import dataclasses
 
 import numpy as np
 
-from .._validation import check_array, check_float, check_int, check_labels, check_norm, check_random_state
+from .._validation import check_array, check_float, check_int, check_labels, check_norm, check_random_state, stream
 from ..attacks import attack_margins, first_breaker
 from ..network import TwoLayerNet
 from ._common import check_certify
@@ -163,6 +163,47 @@ def robust_curve(net, x, y, norm, taus, model=None, pgd_steps=20, restarts=2, rn
                                restarts=restarts, rng=rng) for tau in taus]
     return {"taus": taus, "lower": np.array([r.lower for r in results]),
             "upper": np.array([r.upper for r in results])}
+
+
+def refined_curve(net, x, y, norm, taus, fine_points, model=None, pgd_steps=20, restarts=2, seed=0):
+    """Robust-accuracy curve on ``taus``, refined where it crosses 50 %.
+
+    :func:`robust_curve` on the coarse radii ``taus``; then, if either end
+    crosses 50 % (:func:`critical_radius`), on ``fine_points`` evenly spaced
+    radii strictly inside the coarse step(s) holding both crossings.  The two
+    curves are merged in order of radius.
+
+    Parameters
+    ----------
+    net, x, y, norm, model, pgd_steps, restarts
+        As in :func:`robust_accuracy`.
+    taus : (t,) ndarray
+        Coarse radii, increasing.
+    fine_points : int
+        Radii added inside the bracketing step(s) (``>= 1``).
+    seed : int, default 0
+        Each of the two curves draws its PGD starts from the ``"attack"`` stream of ``seed``.
+
+    Returns
+    -------
+    curve : dict
+        ``taus``, ``lower``, ``upper`` as from :func:`robust_curve`.
+    """
+    fine_points = check_int("fine_points", fine_points, 1)
+
+    def curve_on(radii):
+        return robust_curve(net, x, y, norm, radii, model=model, pgd_steps=pgd_steps, restarts=restarts,
+                            rng=stream(seed, "attack"))
+
+    curve = curve_on(taus)
+    taus = curve["taus"]
+    crossings = [r for r in critical_radius(curve).values() if not np.isnan(r)]
+    if not crossings:
+        return curve
+    start, stop = taus[taus <= min(crossings)].max(), taus[taus > max(crossings)].min()
+    fine = curve_on(np.linspace(start, stop, fine_points + 2)[1:-1])
+    order = np.argsort(np.concatenate([curve["taus"], fine["taus"]]))
+    return {key: np.concatenate([curve[key], fine[key]])[order] for key in curve}
 
 
 def critical_radius(curve, level=0.5):
