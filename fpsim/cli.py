@@ -13,7 +13,7 @@ import dataclasses
 import json
 import sys
 
-from . import __version__
+from ._version import __version__
 from ._io import UnreadableStateError, read_json
 from ._threads import thread_limit
 from .config import DEFAULT_PRESET, PRESETS, RANGES, Config, preset

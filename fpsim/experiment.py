@@ -26,7 +26,7 @@ import time
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from ._io import UnreadableStateError, atomic_savez, atomic_write_json, read_json, read_npz
 from ._validation import available_memory, gib, stream
 from . import baselines, metrics

@@ -35,6 +35,7 @@ from ._validation import STREAMS, check_choice, check_int, check_norm, stream, v
 from .attacks import ATTACKS, perturbation
 from .certify import robust_accuracy
 from .data import TrainingData
+from .metrics import median_abs_cos
 from .network import Workspace
 
 PATHS = ("auto", "dense", "dictionary")
@@ -247,23 +248,6 @@ class LowRankStep:
         self.v[...] = state["V"]
         self.started = True
         self._compose()
-
-
-def row_cosines(W, W_ref):
-    r"""Per-row cosine :math:`\cos(w_i, w^{\rm ref}_i)`, ``(m,)`` float64 (0 where a row is zero).
-
-    The one implementation of the neuron-wise cosine; :mod:`fpsim.metrics`
-    builds the correlation with initialisation (C1) and purification (C4) on it.
-    """
-    num = np.einsum("ij,ij->i", W, W_ref, dtype=np.float64)
-    den = (np.linalg.norm(np.asarray(W, np.float64), axis=1)
-           * np.linalg.norm(np.asarray(W_ref, np.float64), axis=1))
-    return num / np.maximum(den, 1e-300)
-
-
-def median_abs_cos(W, W_ref):
-    r"""Median over neurons of :math:`|\cos(w_i, w^{\rm ref}_i)|`."""
-    return float(np.median(np.abs(row_cosines(W, W_ref))))
 
 
 def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, seed=0,
