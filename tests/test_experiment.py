@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 import fpsim.experiment as experiment
-from fpsim._io import UnreadableStateError, atomic_write_json
-from fpsim.cli import main
+from fpsim._io import UnreadableStateError
 from fpsim.config import Config, build, eval_set
 from fpsim.experiment import ConfigError, DivergenceError, check_memory, load_nets, run_experiment
 
@@ -37,23 +36,6 @@ def test_report_files_and_resume(tmp_path):
     np.testing.assert_array_equal(model.dictionary, first["M"])
     x, y, _ = eval_set(config, model)
     assert nets["clean"].accuracy(x, y) == report["clean"]["accuracy"]
-
-
-def test_cli_runs_and_prints_claims(tmp_path, capsys):
-    args = ["run", "--preset", "quick", "--out", str(tmp_path), "--quiet"]
-    for key, value in TINY.items():
-        args += [f"--{key.replace('_', '-')}", str(value)]
-    assert main(args) == 0
-    out = capsys.readouterr().out
-    assert "C1" in out and "C7" in out
-    assert json.loads((tmp_path / "report.json").read_text())["config"]["d"] == 30
-
-
-def test_cli_rejects_bad_values(tmp_path, capsys):
-    assert main(["run", "--out", str(tmp_path), "--k", "0.5"]) == 2
-    assert "k must lie in" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["run", "--norm", "3"])
 
 
 def _no_training(*args, **kwargs):
@@ -132,12 +114,3 @@ def test_checks_before_work(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="exists and is not a folder"):
         run_experiment(Config(**TINY), tmp_path / "file", progress=False)
-
-
-def test_files_follow_the_umask(tmp_path):
-    old = os.umask(0o027)
-    try:
-        atomic_write_json(tmp_path / "r.json", {"a": 1})
-    finally:
-        os.umask(old)
-    assert (os.stat(tmp_path / "r.json").st_mode & 0o777) == 0o640

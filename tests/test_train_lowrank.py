@@ -5,7 +5,6 @@ import numpy as np
 import pytest
 
 import proofs_check
-from fpsim.cli import build_parser
 from fpsim.config import Config, preset
 from fpsim.experiment import run_experiment
 
@@ -33,11 +32,6 @@ def test_config_ranks_and_fgm_switch():
     assert Config(**TINY, fgm_check=True).fgm_check is True  # the spelling of older reports
     with pytest.raises(TypeError, match="fgm_check must be True or False"):
         Config(**TINY, fgm_check="yes")
-
-
-def test_cli_exposes_the_options():
-    args = build_parser().parse_args(["run", "--lowrank-ranks", "1,2", "--fgm-check", "off"])
-    assert args.lowrank_ranks == "1,2" and args.fgm_check is False
 
 
 def test_pipeline_reports_low_rank_and_fgm_runs(tmp_path):
