@@ -210,3 +210,115 @@ def check_allocation(what, nbytes, available=None):
     if available is not None and nbytes > available:
         raise ValueError(f"{what} needs {gib(nbytes)} of memory but only {gib(available)} is available; "
                          "reduce the sizes")
+
+
+# --- parameter constraints, declared once ---------------------------------------------------------
+class Interval:
+    """A numeric range: ``Interval(int, 1, None)`` is an integer in ``[1, inf)``.
+
+    Parameters
+    ----------
+    kind : {int, float}
+    low, high : float or None
+        Ends of the range (``None``: unbounded).
+    closed : {"both", "left", "right", "neither"}, default "both"
+        Which ends belong to the range.
+    """
+
+    def __init__(self, kind, low=None, high=None, closed="both"):
+        self.kind, self.low, self.high = kind, low, high
+        self.closed = (closed in ("both", "left"), closed in ("both", "right"))
+
+    def check(self, name, value):
+        if self.kind is int:
+            return check_int(name, value, self.low, self.high)
+        return check_float(name, value, self.low, self.high, closed=self.closed)
+
+    def describe(self):
+        """Short text of the range, as ``--help`` shows it (``"integer >= 1"``, ``"> 0"``, ``"[1, 4]"``)."""
+        prefix = "integer " if self.kind is int else ""
+        if self.high is None:
+            return f"{prefix}{'>=' if self.closed[0] else '>'} {self.low:g}"
+        left = "[" if self.closed[0] else "("
+        right = "]" if self.closed[1] else ")"
+        return f"{prefix}{left}{self.low:g}, {self.high:g}{right}"
+
+
+class Options:
+    """One of a fixed set of values."""
+
+    def __init__(self, *choices):
+        self.choices = tuple(choices)
+
+    def check(self, name, value):
+        return check_choice(name, value, self.choices)
+
+    def describe(self):
+        return "one of " + ", ".join(map(str, self.choices))
+
+
+def validate_parameter(name, value, constraints=None):
+    """Check ``value`` against its declared constraints and return it (as int/float where numeric).
+
+    Parameters
+    ----------
+    name : str
+        The parameter; its constraints are ``PARAMETER_CONSTRAINTS[name]`` unless given.
+    value : object
+    constraints : list, optional
+        :class:`Interval` / :class:`Options` entries, or ``None`` (``None`` is then accepted:
+        the parameter's "not set" value).  The first entry decides the error message.
+    """
+    constraints = PARAMETER_CONSTRAINTS[name] if constraints is None else constraints
+    if value is None:
+        if None in constraints:
+            return None
+        raise TypeError(f"{name} must not be None ({describe_parameter(name, constraints)})")
+    checks = [c for c in constraints if c is not None]
+    return checks[0].check(name, value)
+
+
+def describe_parameter(name, constraints=None):
+    """Text of a parameter's accepted values (``"None or > 0"``), from its declared constraints."""
+    constraints = PARAMETER_CONSTRAINTS[name] if constraints is None else constraints
+    return " or ".join("None" if c is None else c.describe() for c in constraints)
+
+
+#: The accepted values of every parameter shared by :class:`fpsim.config.Config`, the command line
+#: and the training functions, declared once (as scikit-learn's ``_parameter_constraints``).  ``None``
+#: in a list means the parameter may be left unset (the default rule named in its help text applies).
+#: Conditions between parameters (``k < d``, ``n_train >= batch``, ...) are
+#: :meth:`fpsim.config.Config.validate`'s.
+PARAMETER_CONSTRAINTS = {
+    "d": [Interval(int, 2)],
+    "k": [Interval(float, 1)],
+    "noise": [Interval(float, 0)],
+    "margin": [Interval(float, 0)],
+    "m": [Interval(int, 1)],
+    "sigma0": [None, Interval(float, 0, closed="right")],
+    "threshold": [Interval(float, 0)],
+    "threshold_end": [None, Interval(float, 0)],
+    "ramp_steps": [Interval(int, 0)],
+    "q": [Interval(float, 2)],
+    "rho": [Interval(float, 0, closed="right")],
+    "clean_steps": [Interval(int, 1)],
+    "steps": [Interval(int, 1)],
+    "batch": [Interval(int, 1)],
+    "lr": [Interval(float, 0, closed="right")],
+    "weight_decay": [Interval(float, 0)],
+    "n_train": [None, Interval(int, 1)],
+    "adv_steps": [Interval(int, 0)],
+    "adv_lr": [None, Interval(float, 0, closed="right")],
+    "attack": [Options("pgd", "fgm")],
+    "tau": [Interval(float, 0, closed="right")],
+    "attack_steps": [Interval(int, 1)],
+    "attack_step_size": [None, Interval(float, 0, closed="right")],
+    "eval_size": [Interval(int, 1)],
+    "robust_eval_size": [Interval(int, 1)],
+    "pgd_steps": [Interval(int, 1)],
+    "restarts": [Interval(int, 1)],
+    "curve_points": [Interval(int, 1)],
+    "baseline_steps": [Interval(int, 0)],
+    "baseline_lr": [Interval(float, 0, closed="right")],
+    "seed": [Interval(int, 0)],
+}

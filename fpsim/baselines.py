@@ -11,11 +11,13 @@ however they are trained:
 
 All share the logistic loss :math:`\ell = \log(1 + e^{-y f(x)})` and the
 interface the attacks of :mod:`fpsim.attacks` use: ``forward(x) -> (n,)`` and
-``input_grad(x, y) -> (n, d)`` (the per-example :math:`\nabla_x \ell`).  One SGD
-loop, :func:`train_baseline`, trains any of them cleanly or adversarially, and
-:func:`robust_accuracy` reports the same interval as
-:func:`fpsim.certify.robust_accuracy` (exact for the linear model, attacked
-upper end only for the others).  Parameters and arithmetic are float64.
+``input_grad(x, y) -> (n, d)`` (the per-example :math:`\nabla_x \ell`), and
+``certified_margin(x, y, norm, tau)`` with its ``certificate`` name, so
+:func:`fpsim.certify.robust_accuracy` reports their interval as for the network
+(exact for the linear model, attacked upper end only for the others).
+:func:`train_baseline` trains any of them cleanly or adversarially with the
+network's SGD loop, :func:`fpsim.train.run_sgd`, and the stepper
+:class:`BaselineStep`.  Parameters and arithmetic are float64.
 """
 from __future__ import annotations
 
@@ -25,10 +27,9 @@ import numpy as np
 
 from . import attacks, kernels
 from ._validation import (check_array, check_choice, check_float, check_int, check_labels,
-                          check_norm, check_random_state, stream)
-from .certify import RobustAccuracy
-from .data import TrainingData
+                          check_norm, check_random_state, validate_parameter)
 from .network import TwoLayerNet
+from .train import run_sgd
 
 
 
@@ -56,6 +57,8 @@ class Baseline:
 
     d: int
     params: list
+    #: SGD steps taken (:func:`fpsim.train.run_sgd` counts them).
+    step = 0
     #: Name of the sound lower bound :meth:`certified_margin` computes (None: no certificate).
     certificate = None
 
@@ -176,6 +179,38 @@ class LinearClassifier(Baseline):
         y = check_labels("y", y, x.shape[0])
         q = 1 if check_norm(norm) == np.inf else 2
         return y * self._forward(x) - check_float("tau", tau, 0) * np.linalg.norm(self.u, q)
+
+
+def linear_critical_radius(classifier, x, y, norm):
+    r"""Exact critical radius of a linear classifier: where its robust accuracy falls below 50 %.
+
+    The exact robust accuracy at :math:`\tau` is the fraction of examples with
+    :math:`y f(x) - \tau\|u\|_q > 0`, i.e. with :math:`r = \max(y f(x), 0)/\|u\|_q
+    > \tau` (a misclassified example, :math:`r = 0`, is never robust), so it
+    drops below 1/2 at the median of :math:`r`.
+
+    Parameters
+    ----------
+    classifier : LinearClassifier
+    x : (n, d) array_like
+    y : (n,) array_like of {-1, +1}
+    norm : {2, "2", "inf", numpy.inf}
+        Perturbation norm :math:`p`; :math:`q` is its dual.
+
+    Returns
+    -------
+    float
+        ``numpy.median`` of :math:`r` over the examples (for an even number
+        of examples the mean of the two middle values; the exact accuracy
+        steps below 1/2 at the lower one).
+    """
+    if not isinstance(classifier, LinearClassifier):
+        raise TypeError(f"classifier must be a LinearClassifier, got {type(classifier).__name__}")
+    x = check_array("x", x, 2, dtype=np.float64, shape=(None, classifier.d))
+    y = check_labels("y", y, x.shape[0])
+    q = 1 if check_norm(norm) == np.inf else 2
+    margin = y * classifier.forward(x)
+    return float(np.median(np.maximum(margin, 0.0)) / np.linalg.norm(classifier.u, q))
 
 
 class PolynomialClassifier(Baseline):
@@ -334,59 +369,53 @@ class NTKClassifier(Baseline):
         return (coef[:, None] * self._at_init(x)[1]) @ (self.W0 + self.delta)
 
 
-def robust_accuracy(classifier, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, rng=None):
-    r"""Robust accuracy of a baseline at :math:`(p, \tau)` as an interval.
+class BaselineStep:
+    r"""The SGD step of a baseline, as a stepper of :func:`fpsim.train.run_sgd`.
 
-    The same report as :func:`fpsim.certify.robust_accuracy` gives for the network:
-
-    * lower end: examples with ``certified_margin > 0`` -- the exact robust
-      accuracy for a :class:`LinearClassifier`, 0 for the other baselines
-      (no certificate);
-    * upper end: examples with :math:`y f(x + \delta) > 0` for every
-      :math:`\delta` among 0, FGM, PGD and (given ``model``) the
-      dense-direction attack.  For the linear model FGM is the exact worst
-      case, so both ends agree (up to float rounding).
+    :math:`\theta \leftarrow \theta - \eta\,\nabla_\theta(\frac1B\sum_b \ell_b + \frac\lambda2\|\theta\|^2)`
+    on every array of ``params`` (:meth:`Baseline.loss_grad`), in float64.
 
     Parameters
     ----------
-    classifier : Baseline
-    x : (n, d) array_like
-    y : (n,) array_like of {-1, +1}
-    norm : {2, "2", "l2", "inf", numpy.inf}
-    tau : float
-        Radius :math:`\tau \ge 0`.
-    model : SparseCodingModel or (d,) array_like, optional
-        Adds the dense-direction attack along :math:`M w^*`.
-    pgd_steps : int, default 20
-    restarts : int, default 2
-    rng : numpy.random.Generator or int, optional
-        Source of the PGD starts (default: ``default_rng(0)``).
-
-    Returns
-    -------
-    fpsim.certify.RobustAccuracy
-        ``method`` is ``classifier.certificate`` where certified, else ``""``.
+    net : Baseline
+        The model trained in place (``run_sgd``'s copy).
     """
-    if not isinstance(classifier, Baseline):
-        raise TypeError(f"classifier must be a fpsim.baselines model, got {type(classifier).__name__}")
-    x = classifier._inputs(x)
-    y = check_labels("y", y, x.shape[0])
-    norm = check_norm(norm)
-    tau = check_float("tau", tau, 0)
-    certified_margin = classifier.certified_margin(x, y, norm, tau)
-    certified = certified_margin > 0
-    worst = attacks.attack_margin(classifier, x, y, norm, tau, model=model, pgd_steps=pgd_steps,
-                                  restarts=restarts, rng=rng)
-    survived = worst > 0
-    method = np.where(certified, classifier.certificate or "", "")
-    return RobustAccuracy(norm=norm, tau=tau, lower=float(certified.mean()), upper=float(survived.mean()),
-                          certified=certified, survived=survived, method=method,
-                          certified_margin=certified_margin, attack_margin=worst)
+
+    needs_inputs = True
+
+    def __init__(self, net):
+        self.net = net
+
+    def step(self, x, y, z, lr, weight_decay):
+        """One SGD step; returns the batch's mean loss (before the step).
+
+        Raises
+        ------
+        FloatingPointError
+            If the loss is not finite (the step count and ``lr`` are named).
+        """
+        loss, grads = self.net.loss_grad(x, y, weight_decay)
+        if not np.isfinite(loss):
+            raise FloatingPointError(f"{type(self.net).__name__} training diverged at step {self.net.step} "
+                                     f"(loss {loss}); lower lr (got {lr})")
+        for param, grad in zip(self.net.params, grads):
+            param -= lr * grad
+        return loss
+
+    def sync(self):
+        """Nothing to write back: the parameters are trained in place."""
+
+    def state(self):
+        return {f"param{i}": p for i, p in enumerate(self.net.params)}
+
+    def load(self, state):
+        for i, p in enumerate(self.net.params):
+            p[...] = state[f"param{i}"]
 
 
 def train_baseline(model, data_model, *, steps, batch, lr, tau=None, norm=2, attack="pgd",
-                   attack_kwargs=None, weight_decay=0.0, n_train=None, seed=0):
-    r"""SGD for any baseline, clean or adversarial: the one training loop of C6.
+                   attack_kwargs=None, weight_decay=0.0, n_train=None, seed=0, **kwargs):
+    r"""SGD for any baseline, clean or adversarial: :func:`fpsim.train.run_sgd` with :class:`BaselineStep`.
 
     Each step draws a batch, replaces every :math:`x` by :math:`x + \delta(x)`
     when ``tau`` is given (``attack`` of radius :math:`\tau` in ``norm``, computed
@@ -420,40 +449,36 @@ def train_baseline(model, data_model, *, steps, batch, lr, tau=None, norm=2, att
         Batches come from stream ``"baseline"`` (so clean and adversarial
         training with one seed see the same batches), attack starts from
         stream ``"attack"``.
+    **kwargs
+        Other :func:`~fpsim.train.run_sgd` options: ``record_every``,
+        ``eval_size``, ``progress``, ``checkpoint``, ``checkpoint_every``, ``evaluate``.
 
     Returns
     -------
     model : Baseline
         Trained copy.
-    losses : (steps,) ndarray
-        Mean loss of each step's (perturbed) batch, before the step.
+    history : dict of lists
+        :func:`~fpsim.train.run_sgd`'s ``step``, ``loss`` (mean loss of the
+        (perturbed) batches since the previous record, before each step) and
+        ``accuracy`` (held-out).
     """
     if not isinstance(model, Baseline):
         raise TypeError(f"model must be a fpsim.baselines model, got {type(model).__name__}")
     if data_model.d != model.d:
         raise ValueError(f"model.d={model.d} does not match data_model.d={data_model.d}")
-    steps = check_int("steps", steps, 1)
-    batch = check_int("batch", batch, 1)
-    lr = check_float("lr", lr, 0, closed=(False, True))
-    weight_decay = check_float("weight_decay", weight_decay, 0)
     norm = check_norm(norm)
     check_choice("attack", attack, attacks.ATTACKS)
     if tau is not None:
-        tau = check_float("tau", tau, 0, closed=(False, True))
+        tau = validate_parameter("tau", tau)
     attack_kwargs = {} if attack_kwargs is None else dict(attack_kwargs)
-    model = model.copy()
-    data = TrainingData(data_model, n_train, stream(seed, "baseline"))
-    attack_rng = stream(seed, "attack")
-    losses = np.empty(steps)
-    for t in range(steps):
-        x, y, _ = data.batch(batch)
+    for name in ("phase", "perturb", "stepper", "rank", "path"):
+        if name in kwargs:
+            raise TypeError(f"train_baseline sets {name!r} itself; do not pass it")
+
+    def perturb(net, x, y, rng):
         x = x.astype(np.float64)
-        if tau is not None:
-            x = x + attacks.perturbation(model, x, y, attack, norm, tau, rng=attack_rng, **attack_kwargs)
-        losses[t], grads = model.loss_grad(x, y, weight_decay)
-        if not np.isfinite(losses[t]):
-            raise FloatingPointError(f"{type(model).__name__} training diverged at step {t} "
-                                     f"(loss {losses[t]}); lower lr (got {lr})")
-        for param, grad in zip(model.params, grads):
-            param -= lr * grad
-    return model, losses
+        return x + attacks.perturbation(net, x, y, attack, norm, tau, rng=rng, **attack_kwargs)
+
+    return run_sgd(model, data_model, steps=steps, batch=batch, lr=lr, weight_decay=weight_decay,
+                   n_train=n_train, seed=seed, phase="baseline", perturb=None if tau is None else perturb,
+                   stepper=BaselineStep, **kwargs)

@@ -1,6 +1,6 @@
 """Command line: ``fpsim run --preset NAME --out DIR [--FIELD VALUE ...]`` and ``fpsim report DIR``.
 
-Every :class:`fpsim.experiment.Config` field is an option, with its help
+Every :class:`fpsim.config.Config` field is an option, with its help
 text, its accepted range and its value in each preset; a preset sets the
 starting values and explicit options override them.  Options that the other
 settings make meaningless (``--q`` with the ReLU, ``--attack-steps`` with
@@ -13,25 +13,12 @@ import dataclasses
 import json
 import sys
 
-from . import __version__
+from ._version import __version__
 from ._io import UnreadableStateError, read_json
 from ._threads import thread_limit
-from .experiment import DEFAULT_PRESET, PRESETS, Config, ConfigError, DivergenceError, preflight, preset
+from .config import DEFAULT_PRESET, PRESETS, RANGES, Config, preset
+from .experiment import ConfigError, DivergenceError, preflight
 from .report import claim_rows, render_intervals, run_and_report, write_report
-
-#: Accepted range of each field, shown in ``--help`` (checked by :meth:`Config.validate`).
-RANGES = {
-    "d": "integer >= 2", "k": "[1, d)", "noise": ">= 0", "margin": ">= 0, reachable by |<w*, z>|",
-    "m": "integer >= 1", "sigma0": ">= 0", "threshold": ">= 0", "threshold_end": "-1 or >= 0",
-    "ramp_steps": "integer >= 0", "q": ">= 2", "rho": "> 0", "clean_steps": "integer >= 1",
-    "batch": "integer >= 1", "lr": "> 0", "weight_decay": ">= 0", "n_train": "0 or integer >= batch",
-    "adv_steps": "integer >= 0", "adv_lr": ">= 0", "tau": "> 0", "attack_steps": "integer >= 1",
-    "eval_size": "integer >= robust_eval_size", "robust_eval_size": "[1, eval_size]",
-    "pgd_steps": "integer >= 1", "restarts": "integer >= 1", "curve_points": "integer >= 1",
-    "baseline_steps": "integer >= 0", "baseline_lr": "> 0", "seed": "integer >= 0",
-    "magnitude": "0 < LOW <= HIGH", "teacher": "0 < LOW <= HIGH",
-    "dictionary": "hadamard needs d a power of two",
-}
 
 #: Options that only matter under a condition: ``{field: (condition on the config, why)}``.
 MEANINGFUL_IF = {
@@ -39,7 +26,7 @@ MEANINGFUL_IF = {
     "rho": (lambda c: c.activation == "smooth", "--rho only applies to --activation smooth"),
     "attack_steps": (lambda c: c.attack == "pgd" and (c.adv_steps > 0 or c.baseline_steps > 0),
                      "--attack-steps only applies to --attack pgd with adversarial or baseline training"),
-    "ramp_steps": (lambda c: c.threshold_end != -1.0, "--ramp-steps needs --threshold-end (the ramp's end)"),
+    "ramp_steps": (lambda c: c.threshold_end is not None, "--ramp-steps needs --threshold-end (the ramp's end)"),
     "adv_lr": (lambda c: c.adv_steps > 0, "--adv-lr needs --adv-steps > 0"),
     "attack": (lambda c: c.adv_steps > 0 or c.baseline_steps > 0,
                "--attack needs --adv-steps > 0 or --baseline-steps > 0"),
@@ -48,7 +35,18 @@ MEANINGFUL_IF = {
 
 
 def _show(value):
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if value is None:
+        return "unset"
     return f"{value[0]:g} {value[1]:g}" if isinstance(value, tuple) else str(value)
+
+
+def _switch(text):
+    """``on``/``off`` as a bool."""
+    if text not in ("on", "off"):
+        raise argparse.ArgumentTypeError(f"invalid choice: {text!r} (choose from 'on', 'off')")
+    return text == "on"
 
 
 def _add_config_options(parser):
@@ -56,13 +54,15 @@ def _add_config_options(parser):
         "experiment settings (override the preset; [range; value in each preset])")
     presets = {name: preset(name) for name in sorted(PRESETS)}
     for f in dataclasses.fields(Config):
-        kind = type(f.default)
+        kind = f.metadata["type"]
         values = ", ".join(f"{name}: {_show(getattr(cfg, f.name))}" for name, cfg in presets.items())
         rng = f"range {RANGES[f.name]}; " if f.name in RANGES else ""
         kwargs = {"default": None, "help": f"{f.metadata['help']} [{rng}{values}]".replace("%", "%%"),
                   "metavar": f.name.upper()}
         if kind is tuple:
             kwargs.update(nargs=2, type=float, metavar=("LOW", "HIGH"))
+        elif kind is bool:
+            kwargs.update(type=_switch, metavar="{on,off}")
         elif "choices" in f.metadata:
             kwargs.update(choices=f.metadata["choices"], metavar=None)
         elif kind is int:

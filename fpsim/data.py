@@ -197,9 +197,6 @@ class SparseCodingModel:
         z, y = self.sample_codes(n, rng)
         return self.encode(z, rng), y, z
 
-    def rvs(self, size=1, random_state=None):
-        """scipy.stats-style alias of :meth:`sample`: returns ``(x, y, z)``."""
-        return self.sample(size, random_state)
 
 
 class TrainingData:

@@ -18,185 +18,28 @@ checkpoint stays.
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import os
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from ._io import UnreadableStateError, atomic_savez, atomic_write_json, read_json, read_npz
-from ._validation import (available_memory, check_choice, check_dtype, check_float, check_int, check_norm,
-                          check_pair, gib, stream)
-from .data import DICTIONARIES, SUPPORTS, SparseCodingModel
+from ._validation import available_memory, gib, stream
 from . import baselines, metrics
 from .stats import accuracy_entry
 from .attacks import dense_direction
 from .certify import critical_radius, robust_accuracy, robust_curve
-from .network import ACTIVATIONS, THRESHOLD_KINDS, Threshold, TwoLayerNet
+# Config, the presets and build live in fpsim.config (preset stays importable from here for scripts).
+from .config import Config, build, eval_set, preset  # noqa: F401
 from .train import train_adversarial, train_clean
 
 
-def _opt(default, help, **kw):
-    return field(default=default, metadata={"help": help, **kw})
-
-
-@dataclass
-class Config:
-    """Every setting of one experiment; field help texts are the CLI's ``--help``."""
-
-    # data (MODEL.md §2)
-    d: int = _opt(100, "input dimension d (>= 2)")
-    k: float = _opt(4.0, "expected code sparsity k, 1 <= k < d")
-    dictionary: str = _opt("random", "dictionary M", choices=DICTIONARIES)
-    noise: float = _opt(0.0, "noise level sigma_xi >= 0 (noise N(0, sigma_xi^2/d I))")
-    magnitude: tuple = _opt((1.0, 2.0), "range [a, b] of U; non-zero |z_j| = min(U/sqrt(k), 1)")
-    teacher: tuple = _opt((0.5, 1.0), "range of |w*_j| (signs uniform)")
-    margin: float = _opt(0.0, "label margin gamma >= 0: codes with |<w*, z>| < gamma are redrawn")
-    support: str = _opt("bernoulli", "support law of the code: bernoulli (k/d each) or exact (k integer)",
-                        choices=SUPPORTS)
-    # network (MODEL.md §3)
-    m: int = _opt(200, "number of neurons m")
-    sigma0: float = _opt(0.0, "initial weight scale sigma_0 (0 means 1/d)")
-    threshold: float = _opt(0.3, "threshold theta (relative: b_i = theta ||w_i||; absolute: b_i = theta)")
-    threshold_end: float = _opt(-1.0, "final theta of a linear ramp (-1: constant threshold)")
-    ramp_steps: int = _opt(0, "steps of the threshold ramp (counted over clean training)")
-    threshold_kind: str = _opt("relative", "bias rule", choices=THRESHOLD_KINDS)
-    activation: str = _opt("relu", "activation phi", choices=ACTIVATIONS)
-    q: float = _opt(2.0, "degree q >= 2 of the smoothed ReLU")
-    rho: float = _opt(0.1, "width rho > 0 of the smoothed ReLU")
-    dtype: str = _opt("float32", "floating point type", choices=("float32", "float64"))
-    # clean training (MODEL.md §4)
-    clean_steps: int = _opt(1000, "clean SGD steps T")
-    batch: int = _opt(128, "batch size B")
-    lr: float = _opt(0.5, "clean step size eta")
-    weight_decay: float = _opt(0.0, "weight decay lambda >= 0 (both phases)")
-    n_train: int = _opt(0, "training-set size N (0: a fresh batch every step)")
-    # adversarial training (MODEL.md §4-§5)
-    adv_steps: int = _opt(500, "adversarial SGD steps (0 skips the phase)")
-    adv_lr: float = _opt(0.0, "adversarial step size (0: same as lr)")
-    attack: str = _opt("pgd", "attack used in adversarial training", choices=("pgd", "fgm"))
-    norm: str = _opt("2", "perturbation norm", choices=("2", "inf"))
-    tau: float = _opt(0.25, "perturbation radius tau")
-    attack_steps: int = _opt(5, "PGD steps during adversarial training")
-    lowrank_ranks: str = _opt("none", "ranks r of the extra low-rank adversarial runs W' = W + U V^T "
-                              "from the clean W (C7), comma-separated, each in [1, min(m, d)]; "
-                              "'none' skips them (presets: paper 1,2,4,8; quick 4)")
-    fgm_check: str = _opt("off", "extra FGM adversarial run from the clean weights, same tau and steps "
-                          "(the C3-FGM row; reuses the main run when attack is fgm; presets: on)",
-                          choices=("on", "off"))
-    # evaluation (MODEL.md §5-§7)
-    eval_size: int = _opt(2000, "held-out samples for the final evaluation")
-    robust_eval_size: int = _opt(500, "held-out samples for robust accuracy (attacks, certificates)")
-    pgd_steps: int = _opt(20, "PGD steps when evaluating robust accuracy")
-    restarts: int = _opt(2, "PGD restarts when evaluating robust accuracy")
-    curve_points: int = _opt(9, "points of the robust-accuracy curve over tau' in (0, 2 tau]")
-    baseline_steps: int = _opt(0, "SGD steps for the C6 baselines (0: skip them)")
-    baseline_lr: float = _opt(0.1, "step size of the C6 baselines")
-    seed: int = _opt(0, "the one seed every random draw derives from")
-
-    def __post_init__(self):
-        for name in ("magnitude", "teacher"):  # JSON gives lists; keep pairs as tuples
-            setattr(self, name, tuple(getattr(self, name)))
-        self.validate()
-
-    def validate(self):
-        """Check every field; raises ValueError/TypeError naming the field and its range."""
-        check_int("d", self.d, 2)
-        check_float("k", self.k, 1, self.d, closed=(True, False))
-        check_pair("magnitude", self.magnitude, 0.0)
-        check_pair("teacher", self.teacher, 0.0)
-        for name in ("dictionary", "support", "threshold_kind", "activation", "dtype", "attack", "norm",
-                     "fgm_check"):
-            check_choice(name, getattr(self, name), self.__dataclass_fields__[name].metadata["choices"])
-        for name in ("noise", "margin", "threshold", "weight_decay", "sigma0", "adv_lr"):
-            check_float(name, getattr(self, name), 0)
-        check_float("tau", self.tau, 0, closed=(False, True))
-        if self.dictionary == "hadamard" and self.d & (self.d - 1):
-            raise ValueError(f"dictionary='hadamard' needs d a power of two (e.g. {1 << (self.d.bit_length() - 1)} "
-                             f"or {1 << self.d.bit_length()}), got d={self.d}")
-        if self.n_train and self.n_train < self.batch:
-            raise ValueError(f"n_train must be 0 (fresh batches) or lie in [batch={self.batch}, inf), "
-                             f"got {self.n_train}")
-        for name in ("m", "clean_steps", "batch", "eval_size", "robust_eval_size", "pgd_steps",
-                     "restarts", "curve_points", "attack_steps"):
-            check_int(name, getattr(self, name), 1)
-        for name in ("ramp_steps", "n_train", "adv_steps", "baseline_steps", "seed"):
-            check_int(name, getattr(self, name), 0)
-        check_float("lr", self.lr, 0, closed=(False, True))
-        check_float("baseline_lr", self.baseline_lr, 0, closed=(False, True))
-        check_float("q", self.q, 2)
-        check_float("rho", self.rho, 0, closed=(False, True))
-        if self.threshold_end != -1.0:
-            check_float("threshold_end", self.threshold_end, 0)
-        if self.robust_eval_size > self.eval_size:
-            raise ValueError(f"robust_eval_size must lie in [1, eval_size={self.eval_size}], "
-                             f"got {self.robust_eval_size}")
-        if self.support == "exact" and self.k != int(self.k):
-            raise ValueError(f"support='exact' needs an integer k, got k={self.k:g}")
-        check_dtype("dtype", self.dtype)
-        check_norm(self.norm)
-        self.ranks()
-
-    def ranks(self):
-        """The ranks of ``lowrank_ranks`` as a tuple of ints (empty for ``'none'``), validated."""
-        text = self.lowrank_ranks.strip().lower() if isinstance(self.lowrank_ranks, str) else None
-        if text is None:
-            raise TypeError(f"lowrank_ranks must be a string such as '1,2,4,8', got {self.lowrank_ranks!r}")
-        if text in ("", "none"):
-            return ()
-        high = min(self.m, self.d)
-        try:
-            ranks = tuple(int(part) for part in text.split(","))
-        except ValueError:
-            ranks = ()
-        if not ranks or any(not 1 <= r <= high for r in ranks) or len(set(ranks)) != len(ranks):
-            raise ValueError(f"lowrank_ranks must be 'none' or distinct comma-separated integers in "
-                             f"[1, min(m, d)={high}], got {self.lowrank_ranks!r}")
-        return ranks
-
-    def replace(self, **changes):
-        """Copy with some fields changed (validated)."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self):
-        """The config as plain JSON types (pairs as lists); ``Config(**d)`` restores it."""
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    def fingerprint(self):
-        """Stable hash of the whole config."""
-        return _hash(self.to_dict())
-
-    def phase_key(self, phase):
-        """Hash of the fields a training phase depends on (``"clean"`` or ``"adversarial"``).
-
-        Evaluation-only fields (:data:`EVAL_FIELDS`) never enter it, and the
-        clean phase ignores the adversarial fields (:data:`ADV_FIELDS`), so
-        changing them reuses the saved phases.
-        """
-        check_choice("phase", phase, ("clean", "adversarial"))
-        skip = set(EVAL_FIELDS) | set(VARIANT_FIELDS) | (set(ADV_FIELDS) if phase == "clean" else set())
-        return _hash({k: v for k, v in self.to_dict().items() if k not in skip})
-
-
-#: Fields read only by the evaluation (changing them never retrains).
-EVAL_FIELDS = ("eval_size", "robust_eval_size", "pgd_steps", "restarts", "curve_points",
-               "baseline_steps", "baseline_lr")
-#: Fields choosing the extra adversarial runs (each run is a phase of its own; they never retrain the others).
-VARIANT_FIELDS = ("lowrank_ranks", "fgm_check")
-#: Fields of the adversarial phase only (changing them keeps the clean phase).
-ADV_FIELDS = ("adv_steps", "adv_lr", "attack", "norm", "tau", "attack_steps")
 #: Held-out sizes of the training histories (fixed: they do not depend on the evaluation fields).
 HISTORY_EVAL_SIZE, HISTORY_ROBUST_SIZE = 2000, 200
-
-
-def _hash(obj):
-    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
 
 
 class DivergenceError(FloatingPointError):
@@ -301,47 +144,6 @@ def preflight(config, out_dir=None):
         check_output(out_dir)
 
 
-#: Built-in presets: changes to the :class:`Config` defaults.  See ``docs/presets.md``.
-_SHARED = dict(d=400, k=16, m=800, magnitude=(1.0, 1.2), margin=1.25, threshold=0.15, batch=256,
-               lr=1.0, adv_lr=3.0, attack="pgd", norm="2", tau=0.1, attack_steps=5, fgm_check="on")
-PRESETS = {
-    # first contact and CI: every phase, about a minute; claims may fail here and say so
-    # (one low-rank run, r = 4: a rank-4 update contains every rank <= 4 one; C7 asks for some r <= 4)
-    "quick": dict(_SHARED, clean_steps=1000, adv_steps=700, weight_decay=1e-4, eval_size=1000,
-                  robust_eval_size=500, baseline_steps=200, lowrank_ranks="4"),
-    # the regime of docs/presets.md: C3 certified at tau = 0.4/sqrt(k), under 10 minutes on 2 cores
-    "paper": dict(_SHARED, clean_steps=3000, adv_steps=1500, weight_decay=3e-4, eval_size=2000,
-                  robust_eval_size=2000, baseline_steps=1000, lowrank_ranks="1,2,4,8"),
-    # the closest measured candidate for the headline (C2 and C3 at one tau = 1.2/sqrt(k) > theta):
-    # exactly k atoms, gamma = 2, long adversarial training; docs/presets.md says how far it is
-    "headline": dict(_SHARED, d=800, m=1600, margin=2.0, support="exact", threshold=0.12, tau=0.3,
-                     weight_decay=1e-3, clean_steps=1500, adv_steps=4000, eval_size=2000,
-                     robust_eval_size=1000, baseline_steps=0, lowrank_ranks="none", fgm_check="off"),
-}
-DEFAULT_PRESET = "quick"
-
-
-def preset(name, **overrides):
-    """The :class:`Config` of a built-in preset, with optional field overrides."""
-    check_choice("preset", name, PRESETS)
-    return Config(**{**PRESETS[name], **overrides})
-
-
-def build(config):
-    """The data model and the initial network of a config."""
-    model = SparseCodingModel(config.d, config.k, dictionary=config.dictionary, noise=config.noise,
-                              magnitude=config.magnitude, teacher=config.teacher,
-                              margin=config.margin, support=config.support, seed=config.seed,
-                              dtype=config.dtype)
-    end = None if config.threshold_end == -1.0 else config.threshold_end
-    threshold = Threshold(config.threshold, kind=config.threshold_kind, end=end,
-                          ramp_steps=config.ramp_steps)
-    net = TwoLayerNet.random(config.m, config.d, sigma0=config.sigma0 or None, threshold=threshold,
-                             seed=stream(config.seed, "init"), dtype=config.dtype,
-                             activation=config.activation, q=config.q, rho=config.rho)
-    return model, net
-
-
 def run_experiment(config, out_dir, progress=True, fresh=False, reuse=True):
     """Run the whole pipeline and write the report files (the figures are :func:`fpsim.report.run_and_report`'s).
 
@@ -393,7 +195,7 @@ def run_experiment(config, out_dir, progress=True, fresh=False, reuse=True):
     net_clean, hist_clean = _phase(state_dir, "clean", config.phase_key("clean"), net0, progress,
                                    lambda ckpt: train_clean(
         net0, model, config.clean_steps, config.batch, config.lr, weight_decay=config.weight_decay,
-        n_train=config.n_train or None, seed=config.seed, progress=progress, checkpoint=ckpt,
+        n_train=config.n_train, seed=config.seed, progress=progress, checkpoint=ckpt,
         eval_size=HISTORY_EVAL_SIZE, evaluate=_finite_guard))
     timings["clean_training_s"] = time.perf_counter() - clock
 
@@ -405,7 +207,7 @@ def run_experiment(config, out_dir, progress=True, fresh=False, reuse=True):
         timings["adversarial_training_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    x_test, y_test, _ = model.sample(config.eval_size, stream(config.seed, "eval"))
+    x_test, y_test, _ = eval_set(config, model)
     report = {
         "fpsim_version": __version__,
         "seed": config.seed,
@@ -453,9 +255,50 @@ def load_finished(config, out_dir):
     if not os.path.exists(path) or not os.path.exists(os.path.join(os.fspath(out_dir), "weights.npz")):
         return None
     report = read_json(path)
-    if report.get("config") == config.to_dict() and report.get("fpsim_version") == __version__:
+    if report.get("fpsim_version") == __version__ and same_config(report.get("config"), config):
         return report
     return None
+
+
+def same_config(saved, config):
+    """Whether the config dict ``saved`` (of a report, old sentinels allowed) is ``config``."""
+    try:
+        return Config(**saved) == config
+    except (TypeError, ValueError):
+        return False
+
+
+def load_nets(run_dir, config=None):
+    """The data model and the nets of a finished run, rebuilt from ``RUN/weights.npz``.
+
+    Parameters
+    ----------
+    run_dir : str or path
+        A folder written by :func:`run_experiment`.
+    config : Config, optional
+        The run's config (default: read from ``RUN/report.json``).
+
+    Returns
+    -------
+    model : SparseCodingModel
+    nets : dict of TwoLayerNet
+        ``"init"``, ``"clean"`` and, if the run has them, ``"adversarial"``:
+        the initial net with the saved weights, its step count set to the
+        steps each phase took (so a threshold ramp gives the trained biases).
+    """
+    run_dir = os.fspath(run_dir)
+    if config is None:
+        config = Config(**read_json(os.path.join(run_dir, "report.json"))["config"])
+    model, net0 = build(config)
+    saved = read_npz(os.path.join(run_dir, "weights.npz"))
+    nets = {"init": net0}
+    for name, key, step in (("clean", "W_clean", config.clean_steps),
+                            ("adversarial", "W_adv", config.clean_steps + config.adv_steps)):
+        if key in saved:
+            net = net0.copy()
+            net.W, net.step = saved[key], step
+            nets[name] = net
+    return model, nets
 
 
 def finished_phases(config, out_dir):
@@ -562,9 +405,9 @@ def run_baselines(config, model, net0, x, y, progress=False):
             except FloatingPointError as err:  # recorded, not hidden: C6 shows it
                 out[name][regime] = {"accuracy": None, "robust": None, "robust_kind": f"diverged: {err}"}
                 continue
-            res = baselines.robust_accuracy(trained, x[:n], y[:n], config.norm, config.tau, model=model,
-                                            pgd_steps=config.pgd_steps, restarts=config.restarts,
-                                            rng=stream(config.seed, "attack"))
+            res = robust_accuracy(trained, x[:n], y[:n], config.norm, config.tau, model=model,
+                                  pgd_steps=config.pgd_steps, restarts=config.restarts,
+                                  rng=stream(config.seed, "attack"))
             accuracy, robust = trained.accuracy(x, y), res.lower if name == "linear" else res.upper
             out[name][regime] = {"accuracy": accuracy, "robust": robust,
                                  "robust_kind": "exact" if name == "linear" else "attacked, upper end",
@@ -577,9 +420,10 @@ def adversarial_phase(config, model, net_clean, progress, checkpoint, **changes)
     """The config's adversarial training from the clean net (``changes``: other train_adversarial options)."""
     options = dict(attack=config.attack, norm=config.norm, tau=config.tau, attack_steps=config.attack_steps,
                    robust_eval_size=HISTORY_ROBUST_SIZE, weight_decay=config.weight_decay,
-                   n_train=config.n_train or None, seed=config.seed, progress=progress, checkpoint=checkpoint,
+                   n_train=config.n_train, seed=config.seed, progress=progress, checkpoint=checkpoint,
                    eval_size=HISTORY_EVAL_SIZE, evaluate=_finite_guard)
-    return train_adversarial(net_clean, model, config.adv_steps, config.batch, config.adv_lr or config.lr,
+    lr = config.lr if config.adv_lr is None else config.adv_lr
+    return train_adversarial(net_clean, model, config.adv_steps, config.batch, lr,
                              **{**options, **changes})
 
 
@@ -622,7 +466,7 @@ def adversarial_variants(config, model, net_clean, net_adv, adv_eval, x, y, stat
                                                               model.dictionary).summary()}
     for rank in config.ranks():
         _, found["low_rank"]["ranks"][str(rank)] = run(f"adversarial-rank{rank}", rank=rank)
-    if config.fgm_check == "on":
+    if config.fgm_check:
         if config.attack == "fgm":
             found["fgm"] = {**full, "reused_main_run": True}
         else:

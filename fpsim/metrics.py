@@ -13,8 +13,10 @@ atoms), teacher :math:`w^*`.
 * :func:`update_spectrum` -- singular values of :math:`W' - W` (C7).
 * :func:`update_split` -- :math:`W' - W` split into each neuron's own-atom
   growth and the rest, with the rest's spectrum (C7 diagnostic).
-* :func:`dense_direction_sensitivity` -- how a model's output moves along the
-  dense direction :math:`M w^*` (C2, C5, C6).
+* :func:`row_cosines`, :func:`median_abs_cos` -- the neuron-wise cosine under all of these.
+* :func:`fit_slope` -- the exponent of a power law (the scaling of critical radii).
+
+Pure array functions: this module imports nothing of fpsim but the argument checks.
 """
 from __future__ import annotations
 
@@ -22,12 +24,28 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import attacks
-from ._validation import check_array, check_float, check_int, check_labels
-from .train import row_cosines
+from ._validation import check_array, check_int
 
 #: Largest entry of :math:`|M^\top M - I|` accepted as an orthogonal dictionary.
 _ORTHOGONALITY_TOL = 1e-4
+
+
+def row_cosines(W, W_ref):
+    r"""Per-row cosine :math:`\cos(w_i, w^{\rm ref}_i)`, ``(m,)`` float64 (0 where a row is zero).
+
+    The one implementation of the neuron-wise cosine: the correlation with
+    initialisation (C1), purification (C4) and the training history
+    (:func:`fpsim.train.run_sgd`) are built on it.
+    """
+    num = np.einsum("ij,ij->i", W, W_ref, dtype=np.float64)
+    den = (np.linalg.norm(np.asarray(W, np.float64), axis=1)
+           * np.linalg.norm(np.asarray(W_ref, np.float64), axis=1))
+    return num / np.maximum(den, 1e-300)
+
+
+def median_abs_cos(W, W_ref):
+    r"""Median over neurons of :math:`|\cos(w_i, w^{\rm ref}_i)|`."""
+    return float(np.median(np.abs(row_cosines(W, W_ref))))
 
 
 def _weights(name, W, like=None):
@@ -375,44 +393,26 @@ def update_split(W_clean, W_adv, dictionary, top=None):
     return UpdateSplit(own_atom_share=float(own @ own) / total, own_atom_growth=growth, rest=rest_spectrum)
 
 
-def dense_direction_sensitivity(model, x, y, data_model, tau):
-    r"""How a classifier reacts to the dense direction :math:`v = M w^* / \|M w^*\|` (C2, C5, C6).
-
-    .. math::
-
-        \text{alignment}_b = \cos\big(\nabla_x \ell(x_b, y_b),\; -y_b v\big)
-                           = \cos\big(\nabla_x f(x_b),\; v\big), \qquad
-        \text{margin\_drop}_b = y_b f(x_b) - y_b f(x_b - y_b \tau v)
-
-    The first equality holds because :math:`\nabla_x \ell = -y\,\sigma(-yf)\,\nabla_x f`
-    with :math:`\sigma > 0`. ``alignment`` near 1 means the loss gradient
-    points along the dense attack (the linear rule :math:`w^*` in the dictionary
-    basis has exactly 1); ``margin_drop`` is what the ℓ2 dense-direction attack
-    (:func:`fpsim.attacks.dense_direction`) of radius :math:`\tau` costs the margin.
+def fit_slope(sizes, radii):
+    r"""Least-squares slope of :math:`\log r` against :math:`\log n` (the exponent of :math:`r \propto n^s`).
 
     Parameters
     ----------
-    model : object
-        Anything with ``forward(x) -> (n,)`` and ``input_grad(x, y) -> (n, d)``
-        (a :class:`~fpsim.network.TwoLayerNet` or a :mod:`fpsim.baselines` model).
-    x : (n, d) array_like
-    y : (n,) array_like of {-1, +1}
-    data_model : SparseCodingModel
-        Supplies ``dense_direction``.
-    tau : float
-        Radius :math:`\tau \ge 0` of the step along :math:`-y v`.
+    sizes : (t,) array_like
+        Positive sizes, at least two distinct.
+    radii : (t,) array_like
+        Radii; a NaN or non-positive one makes the slope NaN.
 
     Returns
     -------
-    dict
-        ``alignment`` (n,) (0 where the gradient vanishes) and ``margin_drop`` (n,).
+    float
     """
-    v = data_model.dense_direction
-    x = check_array("x", x, 2, shape=(None, v.shape[0]))
-    y = check_labels("y", y, x.shape[0])
-    tau = check_float("tau", tau, 0)
-    grad = np.asarray(model.input_grad(x, y), dtype=np.float64)
-    alignment = row_cosines(grad, -y[:, None] * v[None, :])
-    shifted = x + attacks.dense_direction(v, x, y, 2, tau)
-    drop = y * (np.asarray(model.forward(x), np.float64) - np.asarray(model.forward(shifted), np.float64))
-    return {"alignment": alignment, "margin_drop": drop}
+    sizes = check_array("sizes", sizes, 1, dtype=np.float64)
+    radii = np.asarray(radii, dtype=np.float64)
+    if radii.shape != sizes.shape:
+        raise ValueError(f"radii must have the shape of sizes {sizes.shape}, got {radii.shape}")
+    if (sizes <= 0).any() or np.unique(sizes).size < 2:
+        raise ValueError(f"sizes must be positive with at least two distinct values, got {sizes}")
+    if not (np.isfinite(radii) & (radii > 0)).all():
+        return float("nan")
+    return float(np.polyfit(np.log(sizes), np.log(radii), 1)[0])

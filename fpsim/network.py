@@ -267,10 +267,6 @@ class TwoLayerNet:
         kernels.soft_threshold_units(u, self._bias_or(bias), self.q, self.rho_effective, f, u)
         return f
 
-    def predict(self, x):
-        """Labels :math:`\\operatorname{sign} f(x)` in {-1, +1} (ties to +1)."""
-        return np.where(self.forward(x) >= 0, 1, -1).astype(np.int8)
-
     def accuracy(self, x, y):
         """Fraction of ``(x, y)`` with :math:`y f(x) > 0`."""
         x = self._inputs(x)

@@ -23,7 +23,8 @@ import numpy as np
 
 from . import metrics, plots
 from ._io import UnreadableStateError, atomic_write_json, atomic_write_text, read_json, read_npz
-from .experiment import EVAL_FIELDS, PRESETS, Config, build, preset, run_experiment
+from .config import EVAL_FIELDS, PRESETS, Config, build, preset
+from .experiment import run_experiment
 from .stats import accuracy_entry, format_entry
 
 #: Why a claim FAILs at a built-in preset, as measured in ``docs/presets.md``.
@@ -72,6 +73,10 @@ CAPTIONS = {
 def preset_of(config):
     """Name of the built-in preset whose training fields equal ``config``'s (a dict), else ``None``."""
     strip = lambda c: {k: v for k, v in c.items() if k not in EVAL_FIELDS}  # noqa: E731
+    try:
+        config = Config(**config).to_dict()  # older reports spell unset fields by sentinels
+    except (TypeError, ValueError):
+        return None
     for name in PRESETS:
         if strip(preset(name).to_dict()) == strip(config):
             return name

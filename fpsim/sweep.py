@@ -1,4 +1,4 @@
-"""Sweeps: many :class:`~fpsim.experiment.Config` runs, one folder each.
+"""Sweeps: many :class:`~fpsim.config.Config` runs, one folder each.
 
 :func:`grid` builds the configs of a cartesian product of field values;
 :func:`run_sweep` runs :func:`~fpsim.experiment.run_experiment` for each of
@@ -23,7 +23,8 @@ import sys
 from collections.abc import Mapping
 
 from ._io import atomic_write_text
-from .experiment import Config, load_finished, preflight
+from .config import Config
+from .experiment import load_finished, preflight
 from .report import run_and_report
 
 #: Install hint for the optional dask back end.
@@ -38,7 +39,7 @@ def grid(base_config, **axes):
     base_config : Config
         Every field not named in ``axes`` keeps its value here.
     **axes : sequence
-        ``field=[value, ...]`` for fields of :class:`~fpsim.experiment.Config`;
+        ``field=[value, ...]`` for fields of :class:`~fpsim.config.Config`;
         each sequence non-empty.
 
     Returns
@@ -77,7 +78,7 @@ def run_sweep(configs, out_root, client=None, progress=True, figures=True):
     configs : sequence of Config, or mapping of str to Config
         A sequence puts each run in a folder named by the fields that vary
         across the configs (``d=100_k=2``; a lone config by its
-        :meth:`~fpsim.experiment.Config.fingerprint`); a mapping names the
+        :meth:`~fpsim.config.Config.fingerprint`); a mapping names the
         folders by its keys (non-empty, no path separator).
     out_root : str or path
         Parent folder; run ``NAME`` writes ``out_root/NAME/report.json`` and

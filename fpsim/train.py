@@ -31,10 +31,11 @@ import numpy as np
 
 from . import kernels
 from ._io import atomic_savez
-from ._validation import STREAMS, check_choice, check_float, check_int, check_norm, stream
+from ._validation import STREAMS, check_choice, check_int, check_norm, stream, validate_parameter
 from .attacks import ATTACKS, perturbation
 from .certify import robust_accuracy
 from .data import TrainingData
+from .metrics import median_abs_cos
 from .network import Workspace
 
 PATHS = ("auto", "dense", "dictionary")
@@ -73,6 +74,10 @@ class DenseStep:
 
     def weights(self):
         return self.net.W
+
+    def sync(self):
+        """Write the current weights into ``net`` (before a history record and at the end)."""
+        self.net._W[...] = self.weights()
 
     def state(self):
         return {"W": self.net.W}
@@ -116,6 +121,8 @@ class DictionaryStep:
     def weights(self):
         """Current ``W = A M^T`` (computed on request)."""
         return (self.dictionary @ self.a_t).T
+
+    sync = DenseStep.sync
 
     def state(self):
         return {"a_t": self.a_t}
@@ -231,6 +238,8 @@ class LowRankStep:
     def weights(self):
         return self.net.W
 
+    sync = DenseStep.sync
+
     def state(self):
         return {"U": self.u, "V": self.v}
 
@@ -241,32 +250,17 @@ class LowRankStep:
         self._compose()
 
 
-def row_cosines(W, W_ref):
-    r"""Per-row cosine :math:`\cos(w_i, w^{\rm ref}_i)`, ``(m,)`` float64 (0 where a row is zero).
-
-    The one implementation of the neuron-wise cosine; :mod:`fpsim.metrics`
-    builds the correlation with initialisation (C1) and purification (C4) on it.
-    """
-    num = np.einsum("ij,ij->i", W, W_ref, dtype=np.float64)
-    den = (np.linalg.norm(np.asarray(W, np.float64), axis=1)
-           * np.linalg.norm(np.asarray(W_ref, np.float64), axis=1))
-    return num / np.maximum(den, 1e-300)
-
-
-def median_abs_cos(W, W_ref):
-    r"""Median over neurons of :math:`|\cos(w_i, w^{\rm ref}_i)|`."""
-    return float(np.median(np.abs(row_cosines(W, W_ref))))
-
-
 def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, seed=0,
             phase="clean", perturb=None, evaluate=None, path="auto", eval_size=2000,
-            record_every=None, progress=False, checkpoint=None, checkpoint_every=None, rank=None):
-    r"""The SGD loop shared by clean and adversarial training.
+            record_every=None, progress=False, checkpoint=None, checkpoint_every=None, rank=None,
+            stepper=None):
+    r"""The SGD loop shared by clean and adversarial training of the network and by the baselines.
 
     Parameters
     ----------
-    net : TwoLayerNet
-        Starting network (not modified; a trained copy is returned).
+    net : TwoLayerNet or fpsim.baselines.Baseline
+        Starting model (not modified; a trained copy is returned).  Another
+        model than a :class:`~fpsim.network.TwoLayerNet` needs ``stepper``.
     model : SparseCodingModel
     steps : int
         Number of SGD steps :math:`T \ge 1`.
@@ -280,8 +274,8 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
         ``None``: fresh samples every step; else a fixed training set of that size.
     seed : int
         Seeds the batches (stream ``phase``) and the held-out set (stream ``eval``).
-    phase : {"clean", "adversarial"}
-        Names the random stream of the batches, so the two phases never share data.
+    phase : {"clean", "adversarial", "baseline"}
+        Names the random stream of the batches, so the phases never share data.
     perturb : callable, optional
         ``perturb(net, x, y, rng) -> x_adv``: the attack of adversarial training.
     evaluate : callable, optional
@@ -292,6 +286,11 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
         Train a rank-``rank`` update :math:`W' = W + U V^\top` of ``net``'s
         weights (:class:`LowRankStep`, ``1 <= rank <= min(m, d)``) instead
         of the weights themselves.  Needs ``path`` ``"auto"`` or ``"dense"``.
+    stepper : callable, optional
+        ``stepper(net) -> step object`` (``needs_inputs``, ``step(x, y, z, lr,
+        weight_decay) -> loss``, ``sync()``, ``state()``, ``load(state)``),
+        e.g. :class:`fpsim.baselines.BaselineStep`; replaces the choice by
+        ``path`` and ``rank``.
     eval_size : int, default 2000
         Size of the held-out set for the history.
     record_every : int, optional
@@ -311,16 +310,17 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
     history : dict of lists
         ``step``, ``loss`` (mean training loss since the previous record),
         ``accuracy`` (held-out clean accuracy), ``median_cos_init``
-        (median :math:`|\cos(w_i^0, w_i)|`), plus ``evaluate``'s entries.
+        (median :math:`|\cos(w_i^0, w_i)|`; networks only), plus ``evaluate``'s entries.
     """
-    steps = check_int("steps", steps, 1)
-    batch = check_int("batch", batch, 1)
-    lr = check_float("lr", lr, 0, closed=(False, True))
-    weight_decay = check_float("weight_decay", weight_decay, 0)
-    check_choice("phase", phase, ("clean", "adversarial"))
+    steps = validate_parameter("steps", steps)
+    batch = validate_parameter("batch", batch)
+    lr = validate_parameter("lr", lr)
+    weight_decay = validate_parameter("weight_decay", weight_decay)
+    n_train = validate_parameter("n_train", n_train)
+    check_choice("phase", phase, ("clean", "adversarial", "baseline"))
     check_choice("path", path, PATHS)
-    seed = check_int("seed", seed, 0)
-    eval_size = check_int("eval_size", eval_size, 1)
+    seed = validate_parameter("seed", seed)
+    eval_size = validate_parameter("eval_size", eval_size)
     if model.d != net.d:
         raise ValueError(f"net.d={net.d} does not match model.d={model.d}")
     record_every = max(steps // 20, 1) if record_every is None else check_int("record_every", record_every, 1)
@@ -328,25 +328,32 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
         "checkpoint_every", checkpoint_every, 1)
 
     if rank is not None:
+        if stepper is not None:
+            raise ValueError("rank chooses the stepper: pass rank or stepper, not both")
         rank = check_rank(rank, net)
         if path == "dictionary":
             raise ValueError("rank is trained on inputs x: use path='auto' or 'dense' with rank")
 
     net = net.copy()
-    if path == "auto":
-        path = "dictionary" if model.noise == 0 and perturb is None and rank is None else "dense"
-    if path == "dictionary" and perturb is not None:
-        raise ValueError("path='dictionary' is for clean training only (perturbations are dense)")
-    if rank is not None:
-        stepper = LowRankStep(net, batch, rank)
-    elif path == "dictionary":
-        stepper = DictionaryStep(net, model, batch)
+    if stepper is not None:
+        path, stepper = getattr(stepper, "__name__", "custom"), stepper(net)
     else:
-        stepper = DenseStep(net, batch)
+        if path == "auto":
+            path = "dictionary" if model.noise == 0 and perturb is None and rank is None else "dense"
+        if path == "dictionary" and perturb is not None:
+            raise ValueError("path='dictionary' is for clean training only (perturbations are dense)")
+        if rank is not None:
+            stepper = LowRankStep(net, batch, rank)
+        elif path == "dictionary":
+            stepper = DictionaryStep(net, model, batch)
+        else:
+            stepper = DenseStep(net, batch)
     data = TrainingData(model, n_train, stream(seed, phase))
     x_eval, y_eval, _ = model.sample(eval_size, stream(seed, "eval"))
     attack_rng = stream(seed, "attack")
-    history = {"step": [], "loss": [], "accuracy": [], "median_cos_init": []}
+    history = {"step": [], "loss": [], "accuracy": []}
+    if getattr(net, "W_init", None) is not None:
+        history["median_cos_init"] = []
     start, loss_sum, loss_count = 0, 0.0, 0
 
     run_key = {"steps": steps, "batch": batch, "lr": lr, "weight_decay": weight_decay, "seed": seed,
@@ -368,7 +375,7 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
         net.step += 1
         done = t + 1
         if done % record_every == 0 or done == steps:
-            net._W[...] = stepper.weights()
+            stepper.sync()
             _record(history, net, done, loss_sum / loss_count, x_eval, y_eval, evaluate)
             loss_sum, loss_count = 0.0, 0
         if progress and (time.perf_counter() - last_print > 2.0 or done == steps):
@@ -377,7 +384,7 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
         if checkpoint is not None and (done % checkpoint_every == 0) and done < steps:
             _save_checkpoint(checkpoint, run_key, done, stepper, data, attack_rng, history,
                              loss_sum, loss_count)
-    net._W[...] = stepper.weights()
+    stepper.sync()
     net.step = first_step + steps
     return net, history
 
@@ -398,7 +405,8 @@ def _record(history, net, step, loss, x_eval, y_eval, evaluate):
     history["step"].append(step)
     history["loss"].append(float(loss))
     history["accuracy"].append(net.accuracy(x_eval, y_eval))
-    history["median_cos_init"].append(median_abs_cos(net.W, net.W_init))
+    if "median_cos_init" in history:
+        history["median_cos_init"].append(median_abs_cos(net.W, net.W_init))
     for key, value in (evaluate(net, x_eval, y_eval) if evaluate else {}).items():
         history.setdefault(key, []).append(value)
 
@@ -490,18 +498,17 @@ def train_adversarial(net, model, steps, batch, lr, attack="pgd", norm=2, tau=No
     """
     check_choice("attack", attack, ATTACKS)
     norm = check_norm(norm)
-    tau = 0.5 / np.sqrt(model.k) if tau is None else check_float("tau", tau, 0, closed=(False, True))
-    attack_steps = check_int("attack_steps", attack_steps, 1)
-    if attack_step_size is not None:
-        attack_step_size = check_float("attack_step_size", attack_step_size, 0, closed=(False, True))
-    restarts = check_int("restarts", restarts, 1)
+    tau = 0.5 / np.sqrt(model.k) if tau is None else validate_parameter("tau", tau)
+    attack_steps = validate_parameter("attack_steps", attack_steps)
+    attack_step_size = validate_parameter("attack_step_size", attack_step_size)
+    restarts = validate_parameter("restarts", restarts)
     if rank is not None:
         rank = check_rank(rank, net)
     robust_eval_size = check_int("robust_eval_size", robust_eval_size, 1, kwargs.get("eval_size", 2000))
     for name in ("phase", "perturb"):
         if name in kwargs:
             raise TypeError(f"train_adversarial sets {name!r} itself; do not pass it")
-    seed = check_int("seed", kwargs.get("seed", 0), 0)
+    seed = validate_parameter("seed", kwargs.get("seed", 0))
     extra = kwargs.pop("evaluate", None)
 
     def perturb(net, x, y, rng):

@@ -4,7 +4,7 @@ import os
 import sys
 
 from fpsim._io import UnreadableStateError, atomic_write_json, read_json
-from fpsim.experiment import PRESETS, preset
+from fpsim.config import PRESETS, preset
 from fpsim.report import run_and_report
 
 from . import evaluate, render_table

@@ -51,7 +51,7 @@ import time
 import numpy as np
 
 from fpsim._io import atomic_write_json
-from fpsim.experiment import PRESETS, preset
+from fpsim.config import PRESETS, preset
 from fpsim.finite_size import finite_size_point, jsonable, separation
 from fpsim.sweep import run_sweep
 
@@ -78,7 +78,7 @@ COLUMNS = ("d", "k", "c", "clean_acc", "adv_acc", "rho", "sqrt_k_rho", "clean_up
 
 
 def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None):
-    r"""The :class:`~fpsim.experiment.Config` of grid cell :math:`(d, c)`.
+    r"""The :class:`~fpsim.config.Config` of grid cell :math:`(d, c)`.
 
     :math:`k = \mathrm{round}(d^c)` (at least 1, below :math:`d`), :math:`m = 2d`,
     :math:`\theta = 0.6/\sqrt k`, :math:`\tau = 0.4/\sqrt k`, clean steps
@@ -96,7 +96,7 @@ def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None):
     root = math.sqrt(k)
     return preset(base, d=int(d), k=k, m=2 * int(d), threshold=0.6 / root, tau=0.4 / root,
                   clean_steps=clean_steps, adv_steps=max(1, clean_steps // 2), baseline_steps=0,
-                  lowrank_ranks="none", fgm_check="off",
+                  lowrank_ranks=None, fgm_check=False,
                   eval_size=s["eval_size"], robust_eval_size=s["robust_eval_size"], pgd_steps=s["pgd_steps"],
                   restarts=s["restarts"], curve_points=3, seed=seed)
 

@@ -28,7 +28,7 @@ evaluation set):
   ``weights.npz``): the robust-accuracy interval
   (:func:`fpsim.certify.robust_curve`) on a wide geometric grid of radii,
   refined by an evenly spaced grid inside the step that brackets the
-  crossings (:func:`net_curve`), and where each end falls below 50 %
+  crossings (:func:`fpsim.certify.refined_curve`), and where each end falls below 50 %
   (:func:`fpsim.certify.critical_radius`): the *certified* end gives a lower
   bound on the critical radius, the *attacked* end an upper bound;
 * **linear** :math:`f(x) = \langle u, x\rangle + c`
@@ -38,7 +38,7 @@ evaluation set):
   :math:`\Pr[y f(x) - \tau\|u\|_q > 0]`, so it falls below 50 % exactly at the
   median over examples of :math:`\max(y f(x), 0)/\|u\|_q` (a misclassified
   example counts as 0: it is never robust).  That median is its critical
-  radius (:func:`linear_critical_radius`), with no grid.  (A linear model
+  radius (:func:`fpsim.baselines.linear_critical_radius`), with no grid.  (A linear model
   trained adversarially at the network's :math:`\tau`, far above its own
   critical radius, collapses towards the constant :math:`f = c`, whose 50 %
   crossing measures the class balance, not robustness; the teacher rule, the
@@ -81,9 +81,12 @@ import numpy as np
 
 from fpsim import baselines
 from fpsim._io import atomic_write_json
-from fpsim._validation import check_array, check_choice, check_labels, check_norm, stream
-from fpsim.certify import critical_radius, robust_curve
-from fpsim.experiment import Config, build
+from fpsim._validation import check_choice, stream
+from fpsim.baselines import linear_critical_radius
+from fpsim.certify import critical_radius, refined_curve
+from fpsim.config import Config, eval_set
+from fpsim.experiment import load_nets
+from fpsim.metrics import fit_slope
 from fpsim.sweep import run_sweep
 
 ID = "Scaling"
@@ -105,7 +108,7 @@ RADIUS_SLACK = 1.1
 #: sqrt(d/k) >= 5), and the cost knobs: clean steps per atom (``steps_per_atom * d / k``),
 #: adversarial steps per dimension (``adv_per_d * d``), the training attack, held-out examples, PGD
 #: steps and restarts of the evaluation, points of the coarse and of the fine radius grid
-#: (:func:`net_curve`), linear SGD steps.
+#: (:func:`fpsim.certify.refined_curve`), linear SGD steps.
 MODES = {
     "quick": dict(k=2.0, ds=(50, 100, 200), d_for_k=200, ks=(2.0, 4.0, 8.0), steps_per_atom=20,
                   adv_per_d=1.0, attack="fgm", n_eval=200, pgd_steps=10, restarts=1, grid_points=7,
@@ -119,7 +122,7 @@ GRID = (0.05, 4.0)
 
 
 def config_for(d, k, mode, seed=0):
-    r"""The :class:`~fpsim.experiment.Config` of one size of the sweep.
+    r"""The :class:`~fpsim.config.Config` of one size of the sweep.
 
     :math:`m = 2d`, :math:`\theta = 0.5/\sqrt k`, :math:`U \in [1, 1.2]`,
     :math:`\gamma = 0.5`, :math:`\tau = 0.5/\sqrt k`, clean steps
@@ -134,103 +137,6 @@ def config_for(d, k, mode, seed=0):
                   adv_steps=int(round(s["adv_per_d"] * d)), attack=s["attack"],
                   tau=0.5 / float(np.sqrt(k)), eval_size=s["n_eval"], robust_eval_size=s["n_eval"],
                   pgd_steps=s["pgd_steps"], restarts=s["restarts"], curve_points=1, seed=seed)
-
-
-def linear_critical_radius(classifier, x, y, norm):
-    r"""Exact critical radius of a linear classifier: where its robust accuracy falls below 50 %.
-
-    The exact robust accuracy at :math:`\tau` is the fraction of examples with
-    :math:`y f(x) - \tau\|u\|_q > 0`, i.e. with :math:`r = \max(y f(x), 0)/\|u\|_q
-    > \tau` (a misclassified example, :math:`r = 0`, is never robust), so it
-    drops below 1/2 at the median of :math:`r`.
-
-    Parameters
-    ----------
-    classifier : fpsim.baselines.LinearClassifier
-    x : (n, d) array_like
-    y : (n,) array_like of {-1, +1}
-    norm : {2, "2", "inf", numpy.inf}
-        Perturbation norm :math:`p`; :math:`q` is its dual.
-
-    Returns
-    -------
-    float
-        ``numpy.median`` of :math:`r` over the examples (for an even number
-        of examples the mean of the two middle values; the exact accuracy
-        steps below 1/2 at the lower one).
-    """
-    if not isinstance(classifier, baselines.LinearClassifier):
-        raise TypeError(f"classifier must be a LinearClassifier, got {type(classifier).__name__}")
-    x = check_array("x", x, 2, dtype=np.float64, shape=(None, classifier.d))
-    y = check_labels("y", y, x.shape[0])
-    q = 1 if check_norm(norm) == np.inf else 2
-    margin = y * classifier.forward(x)
-    return float(np.median(np.maximum(margin, 0.0)) / np.linalg.norm(classifier.u, q))
-
-
-def fit_slope(sizes, radii):
-    r"""Least-squares slope of :math:`\log r` against :math:`\log n` (the exponent of :math:`r \propto n^s`).
-
-    Parameters
-    ----------
-    sizes : (t,) array_like
-        Positive sizes, at least two distinct.
-    radii : (t,) array_like
-        Radii; a NaN or non-positive one makes the slope NaN.
-
-    Returns
-    -------
-    float
-    """
-    sizes = check_array("sizes", sizes, 1, dtype=np.float64)
-    radii = np.asarray(radii, dtype=np.float64)
-    if radii.shape != sizes.shape:
-        raise ValueError(f"radii must have the shape of sizes {sizes.shape}, got {radii.shape}")
-    if (sizes <= 0).any() or np.unique(sizes).size < 2:
-        raise ValueError(f"sizes must be positive with at least two distinct values, got {sizes}")
-    if not (np.isfinite(radii) & (radii > 0)).all():
-        return float("nan")
-    return float(np.polyfit(np.log(sizes), np.log(radii), 1)[0])
-
-
-def net_curve(net, x, y, config, model, taus, fine_points):
-    """Robust-accuracy curve of a network on ``taus``, refined where it crosses 50 %.
-
-    :func:`fpsim.certify.robust_curve` on the coarse radii ``taus``; then, if
-    either end crosses 50 % (:func:`fpsim.certify.critical_radius`), on
-    ``fine_points`` evenly spaced radii strictly inside the coarse step(s)
-    holding both crossings.  The two curves are merged in order of radius.
-
-    Parameters
-    ----------
-    net : TwoLayerNet
-    x : (n, d) ndarray
-    y : (n,) ndarray of {-1, +1}
-    config : Config
-        Norm, PGD steps, restarts and seed (attack stream) of the evaluation.
-    model : SparseCodingModel
-        For the dense-direction attack.
-    taus : (t,) ndarray
-        Coarse radii, increasing.
-    fine_points : int
-
-    Returns
-    -------
-    curve : dict
-        ``taus``, ``lower``, ``upper`` as from :func:`~fpsim.certify.robust_curve`.
-    """
-    def curve_on(radii):
-        return robust_curve(net, x, y, config.norm, radii, model=model, pgd_steps=config.pgd_steps,
-                            restarts=config.restarts, rng=stream(config.seed, "attack"))
-
-    curve = curve_on(taus)
-    crossings = [r for r in critical_radius(curve).values() if not np.isnan(r)]
-    if not crossings:
-        return curve
-    start, stop = taus[taus <= min(crossings)].max(), taus[taus > max(crossings)].min()
-    fine = curve_on(np.linspace(start, stop, fine_points + 2)[1:-1])
-    order = np.argsort(np.concatenate([curve["taus"], fine["taus"]]))
-    return {key: np.concatenate([curve[key], fine[key]])[order] for key in curve}
 
 
 def measure(config, out_dir, mode):
@@ -252,8 +158,8 @@ def measure(config, out_dir, mode):
         ends; ``None`` where the grid does not bracket the crossing).
     """
     s = MODES[check_choice("mode", mode, MODES)]
-    model, net0 = build(config)
-    x, y, _ = model.sample(config.eval_size, stream(config.seed, "eval"))
+    model, nets = load_nets(out_dir, config)
+    x, y, _ = eval_set(config, model)
     x, y = x[:config.robust_eval_size], y[:config.robust_eval_size]
     trained, _ = baselines.train_baseline(
         baselines.LinearClassifier(config.d, seed=stream(config.seed, "baseline").integers(2**31)),
@@ -264,13 +170,9 @@ def measure(config, out_dir, mode):
            "linear": {name: linear_critical_radius(linear, x, y, config.norm)
                       for name, linear in (("trained", trained), ("teacher", teacher))}}
     taus = np.geomspace(*GRID, s["grid_points"]) / np.sqrt(config.k)
-    with np.load(os.path.join(out_dir, "weights.npz")) as weights:
-        nets = {"clean_net": (weights["W_clean"], config.clean_steps),
-                "adversarial_net": (weights["W_adv"], config.clean_steps + config.adv_steps)}
-    for name, (W, step) in nets.items():
-        net = net0.copy()
-        net.W, net.step = W, step
-        curve = net_curve(net, x, y, config, model, taus, s["fine_points"])
+    for name, net in (("clean_net", nets["clean"]), ("adversarial_net", nets["adversarial"])):
+        curve = refined_curve(net, x, y, config.norm, taus, s["fine_points"], model=model,
+                              pgd_steps=config.pgd_steps, restarts=config.restarts, seed=config.seed)
         radii = critical_radius(curve)
         row[name] = {end: None if np.isnan(r) else r for end, r in radii.items()}
         row[name]["curve"] = {key: value.tolist() for key, value in curve.items()}

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from fpsim import attacks
-from fpsim.baselines import (LinearClassifier, NTKClassifier, PolynomialClassifier,
-                             robust_accuracy, train_baseline)
+from fpsim.baselines import (LinearClassifier, NTKClassifier, PolynomialClassifier, linear_critical_radius,
+                             train_baseline)
+from fpsim.certify import critical_radius, robust_accuracy
 from fpsim.data import SparseCodingModel
 from fpsim.network import TwoLayerNet
 
@@ -154,16 +155,47 @@ def test_ntk_is_linear_in_delta():
     np.testing.assert_allclose(model.forward(x) - f0, 2 * (f_delta - f0), atol=1e-12)
 
 
+@pytest.mark.parametrize("norm", [2, np.inf])
+def test_linear_critical_radius_is_the_crossing_of_the_exact_curve(norm):
+    model = SparseCodingModel(40, 2, magnitude=(1.0, 1.2), margin=0.5, seed=3)
+    linear, _ = train_baseline(LinearClassifier(40, seed=1), model, steps=150,
+                               batch=64, lr=1.0, seed=3)
+    x, y, _ = model.sample(401, np.random.default_rng(7))
+    radius = linear_critical_radius(linear, x, y, norm)
+    taus = np.linspace(0.0, 2 * radius, 4001)
+    exact = np.array([np.mean(linear.certified_margin(x, y, norm, tau) > 0) for tau in taus])
+    crossing = critical_radius({"taus": taus, "lower": exact, "upper": exact})["lower"]
+    assert abs(crossing - radius) <= taus[1]   # odd n: the median is an example's own radius
+    # and it is where fpsim.certify.robust_accuracy (exact for a linear model) drops below 1/2
+    above = robust_accuracy(linear, x, y, norm, 0.99 * radius, pgd_steps=1, restarts=1)
+    below = robust_accuracy(linear, x, y, norm, 1.01 * radius, pgd_steps=1, restarts=1)
+    assert above.lower >= 0.5 > below.lower
+
+
+def test_linear_critical_radius_counts_misclassified_examples_as_zero():
+    linear = LinearClassifier(2)
+    linear.u[:] = [3.0, 4.0]
+    x = np.array([[1.0, 0.0], [2.0, 0.0], [-1.0, 0.0]])
+    assert linear_critical_radius(linear, x, [1, 1, 1], 2) == pytest.approx(3.0 / 5.0)
+    assert linear_critical_radius(linear, x, [1, -1, 1], 2) == 0.0
+    assert linear_critical_radius(linear, x, [1, 1, 1], np.inf) == pytest.approx(3.0 / 7.0)
+    with pytest.raises(TypeError, match="LinearClassifier"):
+        linear_critical_radius(object(), x, [1, 1, 1], 2)
+
+
+
 # -- training ---------------------------------------------------------------------
 def test_linear_training_is_accurate_and_deterministic():
     data = SparseCodingModel(40, 3, margin=0.3, seed=0, dtype=np.float64)
     x, y, _ = data.sample(1000, 99)
     model = LinearClassifier(40, seed=0)
     assert model.accuracy(x, y) < 0.7
-    a, losses = train_baseline(model, data, steps=200, batch=64, lr=0.5, seed=3)
+    a, history = train_baseline(model, data, steps=200, batch=64, lr=0.5, seed=3, record_every=1)
     b, _ = train_baseline(model, data, steps=200, batch=64, lr=0.5, seed=3)
     assert a.accuracy(x, y) > 0.95
-    assert losses[-20:].mean() < losses[:20].mean()
+    losses = np.array(history["loss"])
+    assert len(losses) == 200 and losses[-20:].mean() < losses[:20].mean()
+    assert history["accuracy"][-1] > 0.95  # held-out accuracy, recorded as for the network
     np.testing.assert_array_equal(a.u, b.u)
     assert np.all(model.u == LinearClassifier(40, seed=0).u)        # the input model is untouched
 
@@ -194,11 +226,11 @@ def test_pgd_adversarial_training_runs_and_reports_an_upper_bound(make):
     data, x, y = samples(d, 200, seed=9)
     model = make(d)
     kwargs = dict(steps=20, batch=32, lr=0.05, tau=tau, attack="pgd", attack_kwargs={"steps": 3}, seed=1)
-    a, losses = train_baseline(model, data, **kwargs)
+    a, history = train_baseline(model, data, **kwargs)
     b, _ = train_baseline(model, data, **kwargs)
     for p, q in zip(a.params, b.params):
         np.testing.assert_array_equal(p, q)
-    assert np.isfinite(losses).all()
+    assert np.isfinite(history["loss"]).all()
     robust = robust_accuracy(a, x, y, 2, tau, model=data, pgd_steps=5, rng=0)
     assert robust.lower == 0.0 and not robust.method.any()
     assert robust.upper <= a.accuracy(x, y)
@@ -227,8 +259,24 @@ def test_validation_errors_name_the_parameter():
         NTKClassifier(TwoLayerNet.random(3, 10, activation="smooth"))
     with pytest.raises(TypeError, match="TwoLayerNet"):
         NTKClassifier(model)
-    with pytest.raises(TypeError, match="classifier must be"):
-        robust_accuracy(TwoLayerNet.random(3, 10), np.ones((2, 10)), [1, -1], 2, 0.1)
+    with pytest.raises(TypeError, match="net must be a TwoLayerNet or a classifier with forward"):
+        robust_accuracy(object(), np.ones((2, 10)), [1, -1], 2, 0.1)
+
+
+def test_resumed_baseline_training_matches_an_uninterrupted_one(tmp_path):
+    """Baselines train in the network's SGD loop, so they checkpoint and resume bit for bit."""
+    d = 10
+    data, _, _ = samples(d, 10, seed=9)
+    kwargs = dict(steps=20, batch=16, lr=0.05, tau=0.2, attack="pgd", attack_kwargs={"steps": 2}, seed=1,
+                  eval_size=30, record_every=5, checkpoint_every=10)
+    model = PolynomialClassifier(d, degree=2, rank=3, seed=0)
+    path = tmp_path / "baseline.npz"
+    whole, history = train_baseline(model, data, checkpoint=path, **kwargs)
+    assert path.exists()  # left at step 10 of 20, as if the run had stopped there
+    resumed, history_resumed = train_baseline(model, data, checkpoint=path, **kwargs)
+    for p, q in zip(whole.params, resumed.params):
+        np.testing.assert_array_equal(p, q)
+    assert history == history_resumed and history["step"] == [5, 10, 15, 20]
 
 
 def test_divergence_is_a_clear_error():

@@ -4,7 +4,8 @@ from hypothesis import given, strategies as st
 
 from fpsim import SparseCodingModel, TwoLayerNet
 from fpsim.attacks import pgd, random_in_ball
-from fpsim.certify import (METHODS, certified_margins, critical_radius, exact_robust_accuracy,
+from fpsim._validation import stream
+from fpsim.certify import (METHODS, certified_margins, critical_radius, exact_robust_accuracy, refined_curve,
                            robust_accuracy, robust_curve)
 from fpsim.strategies import nets, problems, seeds
 
@@ -128,6 +129,21 @@ def test_curve_lower_end_is_non_increasing_and_critical_radius_interpolates():
     assert radii["lower"] == pytest.approx(1.25)
     assert np.isnan(radii["upper"])
     assert np.isnan(critical_radius({"taus": [1.0, 2.0], "lower": [0.4, 0.1], "upper": [0.4, 0.1]})["lower"])
+
+
+def test_refined_curve_adds_radii_inside_the_crossing_step_only():
+    net, x, y = _tiny(3, 4, 6, 0.3, n=40)
+    taus = np.linspace(0.0, 2.0, 5)
+    coarse = robust_curve(net, x, y, 2, taus, pgd_steps=3, restarts=1, rng=stream(0, "attack"))
+    curve = refined_curve(net, x, y, 2, taus, 3, pgd_steps=3, restarts=1, seed=0)
+    assert np.all(np.diff(curve["taus"]) > 0) and set(taus) <= set(curve["taus"])
+    at_coarse = np.isin(curve["taus"], taus)
+    np.testing.assert_array_equal(curve["lower"][at_coarse], coarse["lower"])  # certificates: no randomness
+    crossings = [r for r in critical_radius(coarse).values() if not np.isnan(r)]
+    added = curve["taus"][~at_coarse]
+    assert len(added) == (3 if crossings else 0)
+    if crossings:
+        assert added.min() >= taus[taus <= min(crossings)].max() and added.max() < taus[taus > max(crossings)].min()
 
 
 def test_bad_arguments_are_refused():

@@ -1,11 +1,12 @@
 """The command line: help, refused options, checks before work."""
 import dataclasses
+import json
 import re
 
 import pytest
 
-from fpsim.cli import RANGES, build_parser, main
-from fpsim.experiment import PRESETS, Config, preset
+from fpsim.cli import _show, build_parser, main
+from fpsim.config import PRESETS, RANGES, Config, preset
 
 
 def _help(capsys):
@@ -19,8 +20,7 @@ def test_help_shows_every_preset_value_and_range(capsys):
     for f in dataclasses.fields(Config):
         for name in PRESETS:
             value = getattr(preset(name), f.name)
-            shown = f"{value[0]:g} {value[1]:g}" if isinstance(value, tuple) else str(value)
-            assert f"{name}: {shown}" in text, f.name
+            assert f"{name}: {_show(value)}" in text, f.name
     for name, rng in RANGES.items():
         assert f"range {rng}" in text
 
@@ -59,3 +59,29 @@ def test_smooth_activation_accepts_q_and_rho(tmp_path, capsys):
     # the combination is meaningful: no refusal (stopped right after the checks by a bad --threads)
     assert main(["run", "--out", str(tmp_path), "--activation", "smooth", "--q", "3", "--threads", "0"]) == 2
     assert "threads must lie in" in capsys.readouterr().err
+
+
+TINY = dict(d=30, k=2, m=20, clean_steps=60, adv_steps=20, batch=32, eval_size=200,
+            robust_eval_size=50, pgd_steps=3, restarts=1, curve_points=3, baseline_steps=0)
+
+
+def test_cli_runs_and_prints_claims(tmp_path, capsys):
+    args = ["run", "--preset", "quick", "--out", str(tmp_path), "--quiet"]
+    for key, value in TINY.items():
+        args += [f"--{key.replace('_', '-')}", str(value)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "C1" in out and "C7" in out
+    assert json.loads((tmp_path / "report.json").read_text())["config"]["d"] == 30
+
+
+def test_cli_rejects_bad_values(tmp_path, capsys):
+    assert main(["run", "--out", str(tmp_path), "--k", "0.5"]) == 2
+    assert "k must lie in" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["run", "--norm", "3"])
+
+
+def test_cli_exposes_the_options():
+    args = build_parser().parse_args(["run", "--lowrank-ranks", "1,2", "--fgm-check", "off"])
+    assert args.lowrank_ranks == "1,2" and args.fgm_check is False

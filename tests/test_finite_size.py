@@ -8,7 +8,8 @@ import pytest
 
 from fpsim import finite_size, plots
 from fpsim.data import SparseCodingModel
-from fpsim.experiment import preset, run_experiment
+from fpsim.config import preset
+from fpsim.experiment import run_experiment
 from fpsim.finite_size import (crossing_radii, finite_size_point, ideal_net, mixture_projection, radius_grid,
                                separation)
 from proofs_check import phase_diagram
@@ -56,7 +57,7 @@ def test_mixture_projection_matches_a_direct_computation():
 def run_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("fs") / "run"
     config = preset("paper", d=32, k=3.0, m=64, threshold=0.6 / math.sqrt(3), tau=0.4 / math.sqrt(3),
-                    clean_steps=150, adv_steps=60, baseline_steps=0, lowrank_ranks="none", fgm_check="off",
+                    clean_steps=150, adv_steps=60, baseline_steps=0, lowrank_ranks=None, fgm_check=False,
                     eval_size=300, robust_eval_size=150,
                     curve_points=1, pgd_steps=8, restarts=1)
     run_experiment(config, str(folder), progress=False)

@@ -6,38 +6,17 @@ from html.parser import HTMLParser
 
 import numpy as np
 import pytest
-import scipy.stats
-from hypothesis import given
-from hypothesis import strategies as st
 
 from fpsim.cli import main
-from fpsim.experiment import PRESETS, Config, preset
+from fpsim.config import PRESETS, Config, preset
 from fpsim.report import EXPECTED_FAILS, claim_rows, preset_of, rank_curve, run_and_report
-from fpsim.stats import accuracy_entry, wilson
+from fpsim.stats import accuracy_entry
 
 import proofs_check
 
 TINY = dict(d=30, k=2, m=20, clean_steps=60, adv_steps=20, batch=32, eval_size=200,
             robust_eval_size=50, pgd_steps=3, restarts=1, curve_points=3, baseline_steps=5)
 FIGURES = {"robust_curve.png", "cosines.png", "dictionary.png", "spectrum.png", "training.png"}
-
-
-@given(st.integers(1, 5000), st.data())
-def test_wilson_matches_scipy_and_holds_the_estimate(n, data):
-    s = data.draw(st.integers(0, n))
-    low, high = wilson(s, n)
-    ref = scipy.stats.binomtest(s, n).proportion_ci(0.95, method="wilson")
-    assert low == pytest.approx(ref.low, abs=1e-9) and high == pytest.approx(ref.high, abs=1e-9)
-    assert 0 <= low <= s / n <= high <= 1 and low < high
-
-
-def test_wilson_shrinks_with_n_and_rejects_bad_input():
-    widths = [np.subtract(*wilson(n, n)[::-1]) for n in (10, 100, 1000)]
-    assert widths[0] > widths[1] > widths[2] > 0
-    with pytest.raises(ValueError, match="successes must lie in"):
-        wilson(11, 10)
-    with pytest.raises(ValueError, match="n must lie in"):
-        wilson(0, 0)
 
 
 class _Page(HTMLParser):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, Phase, find, given, seed, settings, strategies as st
 
-from fpsim.experiment import Config, build
+from fpsim.config import Config, build
 from fpsim.metrics import dictionary_view
 from fpsim.strategies import (batches, configs, invalid_configs, near_ideal_nets, nets, norms, problems,
                               radii, sparse_coding_models, threshold_radius, trained_nets)

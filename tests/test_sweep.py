@@ -5,7 +5,7 @@ import sys
 import pytest
 
 import fpsim.sweep
-from fpsim.experiment import Config
+from fpsim.config import Config
 from fpsim.sweep import grid, run_sweep
 
 TINY = dict(d=30, k=2, m=20, clean_steps=40, adv_steps=10, batch=32, eval_size=100,

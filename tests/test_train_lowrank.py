@@ -5,19 +5,19 @@ import numpy as np
 import pytest
 
 import proofs_check
-from fpsim.cli import build_parser
-from fpsim.experiment import Config, preset, run_experiment
+from fpsim.config import Config, preset
+from fpsim.experiment import run_experiment
 
 TINY = dict(d=30, k=2, m=20, clean_steps=60, adv_steps=20, batch=32, eval_size=200,
             robust_eval_size=50, pgd_steps=3, restarts=1, curve_points=3, baseline_steps=0)
 
 
 @pytest.mark.parametrize("value, error, match", [
-    ("0,2", ValueError, r"lowrank_ranks must be 'none' or distinct .* \[1, min\(m, d\)=20\], got '0,2'"),
+    ("0,2", ValueError, r"lowrank_ranks must be None \('none'\) or distinct .* \[1, min\(m, d\)=20\], got '0,2'"),
     ("1,21", ValueError, r"min\(m, d\)=20"),
     ("2,2", ValueError, "distinct"),
     ("1;2", ValueError, "comma-separated"),
-    (4, TypeError, "lowrank_ranks must be a string"),
+    (4, TypeError, "lowrank_ranks must be None or a string"),
 ])
 def test_config_refuses_bad_ranks(value, error, match):
     with pytest.raises(error, match=match):
@@ -26,19 +26,16 @@ def test_config_refuses_bad_ranks(value, error, match):
 
 def test_config_ranks_and_fgm_switch():
     assert Config(**TINY, lowrank_ranks=" 1, 4 ").ranks() == (1, 4)
-    assert Config(**TINY).ranks() == () and Config(**TINY).fgm_check == "off"  # off unless asked
-    assert preset("paper").ranks() == (1, 2, 4, 8) and preset("paper").fgm_check == "on"
-    with pytest.raises(ValueError, match="fgm_check must be one of"):
+    assert Config(**TINY).ranks() == () and Config(**TINY).fgm_check is False  # off unless asked
+    assert Config(**TINY).lowrank_ranks is None and Config(**TINY, lowrank_ranks="none").lowrank_ranks is None
+    assert preset("paper").ranks() == (1, 2, 4, 8) and preset("paper").fgm_check is True
+    assert Config(**TINY, fgm_check=True).fgm_check is True  # the spelling of older reports
+    with pytest.raises(TypeError, match="fgm_check must be True or False"):
         Config(**TINY, fgm_check="yes")
 
 
-def test_cli_exposes_the_options():
-    args = build_parser().parse_args(["run", "--lowrank-ranks", "1,2", "--fgm-check", "off"])
-    assert args.lowrank_ranks == "1,2" and args.fgm_check == "off"
-
-
 def test_pipeline_reports_low_rank_and_fgm_runs(tmp_path):
-    config = Config(**TINY, lowrank_ranks="1,3", fgm_check="on")
+    config = Config(**TINY, lowrank_ranks="1,3", fgm_check=True)
     report = run_experiment(config, tmp_path, progress=False)
     low = report["low_rank"]
     assert set(low["ranks"]) == {"1", "3"}
@@ -63,7 +60,7 @@ def test_pipeline_reports_low_rank_and_fgm_runs(tmp_path):
 
 
 def test_fgm_row_reuses_an_fgm_main_run(tmp_path):
-    report = run_experiment(Config(**TINY, attack="fgm", fgm_check="on"), tmp_path, progress=False)
+    report = run_experiment(Config(**TINY, attack="fgm", fgm_check=True), tmp_path, progress=False)
     assert report["fgm"]["reused_main_run"]
     assert report["fgm"]["robust"]["lower"] == report["adversarial"]["robust"]["lower"]
     assert report["low_rank"]["ranks"] == {}

@@ -14,8 +14,9 @@ from attacks, the lower end from sound certificates.
 """
 from .bounds import METHODS, certified_margins
 from .complete import CompleteMargins, complete_margins
-from .curves import RobustAccuracy, critical_radius, robust_accuracy, robust_curve
+from .curves import RobustAccuracy, critical_radius, refined_curve, robust_accuracy, robust_curve
 from .exact import ExactRobustness, exact_robust_accuracy
 
 __all__ = ["METHODS", "CompleteMargins", "ExactRobustness", "RobustAccuracy", "certified_margins",
-           "complete_margins", "critical_radius", "exact_robust_accuracy", "robust_accuracy", "robust_curve"]
+           "complete_margins", "critical_radius", "exact_robust_accuracy", "refined_curve", "robust_accuracy",
+           "robust_curve"]

@@ -1,7 +1,15 @@
 r"""Robust accuracy as a certified interval, over one radius or a curve of radii.
 
 The upper end comes from attacks (:func:`fpsim.attacks.attack_margins`), the
-lower end from the bounds of :mod:`fpsim.certify.bounds`.
+lower end from certificates: the bounds of :mod:`fpsim.certify.bounds` for a
+:class:`~fpsim.network.TwoLayerNet`, the classifier's own
+``certified_margin`` otherwise.
+
+Any classifier works here that offers the attack interface (``d``,
+``forward(x) -> (n,)``, ``input_grad(x, y) -> (n, d)``) and the certificate
+interface (``certified_margin(x, y, norm, tau) -> (n,)``, a sound lower bound
+on the worst-case margin, and ``certificate``, its name or ``None``): the
+network and the baselines of :mod:`fpsim.baselines` (linear, polynomial, NTK).
 """
 from __future__ import annotations
 
@@ -9,8 +17,9 @@ import dataclasses
 
 import numpy as np
 
-from .._validation import check_array, check_float, check_int, check_random_state
+from .._validation import check_array, check_float, check_int, check_labels, check_norm, check_random_state, stream
 from ..attacks import attack_margins, first_breaker
+from ..network import TwoLayerNet
 from ._common import check_certify
 from .bounds import METHODS, _certify
 
@@ -59,12 +68,29 @@ class RobustAccuracy:
         return self.upper - self.lower
 
 
+def _certificates(net, x, y, norm, tau, model):
+    """Validated ``(x, y, norm, tau)``, the certified margins ``{name: (n,)}`` and the slack to exceed."""
+    if isinstance(net, TwoLayerNet):
+        net, x, y, norm, tau = check_certify(net, x, y, norm, tau)
+        bounds, slack = _certify(net, x, y, norm, tau, dictionary=getattr(model, "dictionary", None))
+        return x, y, norm, tau, {name: bounds[name] for name in METHODS}, slack
+    if not all(callable(getattr(net, name, None)) for name in ("forward", "input_grad", "certified_margin")):
+        raise TypeError(f"net must be a TwoLayerNet or a classifier with forward, input_grad and "
+                        f"certified_margin (fpsim.baselines), got {type(net).__name__}")
+    x = check_array("x", x, 2, dtype=np.float64, shape=(None, net.d))
+    y = check_labels("y", y, x.shape[0])
+    norm, tau = check_norm(norm), check_float("tau", tau, 0)
+    return x, y, norm, tau, {net.certificate or "": net.certified_margin(x, y, norm, tau)}, 0.0
+
+
 def robust_accuracy(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, rng=None):
     r"""Robust accuracy at :math:`(p, \tau)` as a certified interval.
 
     Parameters
     ----------
-    net : TwoLayerNet
+    net : TwoLayerNet or classifier
+        The network, or any classifier with the attack and certificate
+        interface of this module's docstring (:mod:`fpsim.baselines`).
     x : (n, d) array_like
     y : (n,) array_like of {-1, +1}
     norm : {2, "2", "l2", "inf", numpy.inf}
@@ -87,18 +113,20 @@ def robust_accuracy(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, 
         certificate exceeds the float rounding of the net's own evaluation,
         :math:`(d + m)\,\varepsilon_{\rm dtype} \sum_i (|u_i| + r_i)`, so that
         ``certified`` implies ``survived``); ``upper`` is the attacked accuracy.
+        For another classifier, ``lower`` counts its ``certified_margin > 0``
+        (exact for the linear baseline, 0 without a certificate) and
+        ``method`` holds its ``certificate`` name.
     """
-    net, x, y, norm, tau = check_certify(net, x, y, norm, tau)
     pgd_steps = check_int("pgd_steps", pgd_steps, 1)
     restarts = check_int("restarts", restarts, 1)
     rng = check_random_state(0 if rng is None else rng)
+    x, y, norm, tau, bounds, slack = _certificates(net, x, y, norm, tau, model)
 
-    bounds, slack = _certify(net, x, y, norm, tau, dictionary=getattr(model, "dictionary", None))
-    stacked = np.stack([bounds[name] for name in METHODS])
+    stacked = np.stack(list(bounds.values()))
     best = stacked.argmax(axis=0)
     certified_margin = stacked.max(axis=0)
     certified = certified_margin > slack
-    method = np.where(certified, np.asarray(METHODS)[best], "")
+    method = np.where(certified, np.asarray(list(bounds))[best], "")
 
     margins = attack_margins(net, x, y, norm, tau, model=model, pgd_steps=pgd_steps, restarts=restarts,
                              rng=rng)
@@ -135,6 +163,47 @@ def robust_curve(net, x, y, norm, taus, model=None, pgd_steps=20, restarts=2, rn
                                restarts=restarts, rng=rng) for tau in taus]
     return {"taus": taus, "lower": np.array([r.lower for r in results]),
             "upper": np.array([r.upper for r in results])}
+
+
+def refined_curve(net, x, y, norm, taus, fine_points, model=None, pgd_steps=20, restarts=2, seed=0):
+    """Robust-accuracy curve on ``taus``, refined where it crosses 50 %.
+
+    :func:`robust_curve` on the coarse radii ``taus``; then, if either end
+    crosses 50 % (:func:`critical_radius`), on ``fine_points`` evenly spaced
+    radii strictly inside the coarse step(s) holding both crossings.  The two
+    curves are merged in order of radius.
+
+    Parameters
+    ----------
+    net, x, y, norm, model, pgd_steps, restarts
+        As in :func:`robust_accuracy`.
+    taus : (t,) ndarray
+        Coarse radii, increasing.
+    fine_points : int
+        Radii added inside the bracketing step(s) (``>= 1``).
+    seed : int, default 0
+        Each of the two curves draws its PGD starts from the ``"attack"`` stream of ``seed``.
+
+    Returns
+    -------
+    curve : dict
+        ``taus``, ``lower``, ``upper`` as from :func:`robust_curve`.
+    """
+    fine_points = check_int("fine_points", fine_points, 1)
+
+    def curve_on(radii):
+        return robust_curve(net, x, y, norm, radii, model=model, pgd_steps=pgd_steps, restarts=restarts,
+                            rng=stream(seed, "attack"))
+
+    curve = curve_on(taus)
+    taus = curve["taus"]
+    crossings = [r for r in critical_radius(curve).values() if not np.isnan(r)]
+    if not crossings:
+        return curve
+    start, stop = taus[taus <= min(crossings)].max(), taus[taus > max(crossings)].min()
+    fine = curve_on(np.linspace(start, stop, fine_points + 2)[1:-1])
+    order = np.argsort(np.concatenate([curve["taus"], fine["taus"]]))
+    return {key: np.concatenate([curve[key], fine[key]])[order] for key in curve}
 
 
 def critical_radius(curve, level=0.5):
