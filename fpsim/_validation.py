@@ -317,6 +317,7 @@ PARAMETER_CONSTRAINTS = {
     "robust_eval_size": [Interval(int, 1)],
     "pgd_steps": [Interval(int, 1)],
     "restarts": [Interval(int, 1)],
+    "node_budget": [None, Interval(int, 1)],
     "curve_points": [Interval(int, 1)],
     "baseline_steps": [Interval(int, 0)],
     "baseline_lr": [Interval(float, 0, closed="right")],

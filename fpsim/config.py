@@ -79,6 +79,8 @@ class Config:
     robust_eval_size: int = _opt(500, "held-out samples for robust accuracy (attacks, certificates)")
     pgd_steps: int = _opt(20, "PGD steps when evaluating robust accuracy")
     restarts: int = _opt(2, "PGD restarts when evaluating robust accuracy")
+    node_budget: int = _opt(None, "complete mode: branch-and-bound nodes per example that no bound "
+                            "certifies and no attack breaks (unset: off; the report counts the undecided)", kind=int)
     curve_points: int = _opt(9, "points of the robust-accuracy curve over tau' in (0, 2 tau]")
     baseline_steps: int = _opt(0, "SGD steps for the C6 baselines (0: skip them)")
     baseline_lr: float = _opt(0.1, "step size of the C6 baselines")
@@ -186,7 +188,7 @@ def _is_sentinel(value, old):
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and value == old
 
 #: Fields read only by the evaluation (changing them never retrains).
-EVAL_FIELDS = ("eval_size", "robust_eval_size", "pgd_steps", "restarts", "curve_points",
+EVAL_FIELDS = ("eval_size", "robust_eval_size", "pgd_steps", "restarts", "node_budget", "curve_points",
                "baseline_steps", "baseline_lr")
 #: Fields choosing the extra adversarial runs (each run is a phase of its own; they never retrain the others).
 VARIANT_FIELDS = ("lowrank_ranks", "fgm_check")

@@ -212,7 +212,7 @@ def run_experiment(config, out_dir, progress=True, fresh=False, reuse=True):
         "fpsim_version": __version__,
         "seed": config.seed,
         "config": config.to_dict(),
-        "clean": evaluate_net(net_clean, model, x_test, y_test, config, progress, "clean net"),
+        "clean": evaluate_net(net_clean, model, x_test, y_test, config, progress, "clean net", timings),
         "history": {"clean": hist_clean},
         "history_eval_size": {"accuracy": HISTORY_EVAL_SIZE, "robust": HISTORY_ROBUST_SIZE},
     }
@@ -221,7 +221,7 @@ def run_experiment(config, out_dir, progress=True, fresh=False, reuse=True):
                          "dense_mixture": {"clean": _mixture(net_clean, model)}}
     if net_adv is not None:
         report["adversarial"] = evaluate_net(net_adv, model, x_test, y_test, config, progress,
-                                             "adversarial net")
+                                             "adversarial net", timings)
         report["history"]["adversarial"] = hist_adv
         weights["W_adv"] = net_adv.W
         found = report["metrics"]
@@ -320,15 +320,31 @@ def _finite_guard(net, x_eval, y_eval):
     return {}
 
 
-def evaluate_net(net, model, x, y, config, progress=False, label="net"):
+def evaluate_net(net, model, x, y, config, progress=False, label="net", timings=None):
     """Clean accuracy, the robust-accuracy interval at the config's radius, and the radius curve.
+
+    Parameters
+    ----------
+    net : TwoLayerNet
+    model : SparseCodingModel
+    x : (n, d) ndarray
+    y : (n,) ndarray of {-1, +1}
+        Held-out examples; the first ``config.robust_eval_size`` enter the robust accuracy.
+    config : Config
+    progress : bool, default False
+    label : str, default "net"
+        Name in the progress lines.
+    timings : dict, optional
+        Adds the wall time of the certificates and of the attacks (at τ and
+        over the curve) to its ``"certificates_s"`` and ``"attacks_s"``.
 
     Returns
     -------
     dict
         ``accuracy``; ``robust`` (``lower`` certified, ``upper`` attacked,
         ``gap``, ``dense_direction``: accuracy under that attack alone,
-        ``certified_by``: examples per certificate); ``curve`` (``tau``,
+        ``certified_by``: examples per certificate, ``undecided``: examples
+        the complete mode left open, ``None`` when it is off); ``curve`` (``tau``,
         ``lower``, ``upper`` over ``curve_points`` radii in ``(0, 2 tau]``) and
         ``critical_radius`` (where each end crosses 50 %); ``intervals``:
         each accuracy as ``{value, n, ci95}`` (Wilson 95 %, :func:`fpsim.stats.wilson`).
@@ -339,7 +355,8 @@ def evaluate_net(net, model, x, y, config, progress=False, label="net"):
     clock = time.perf_counter()
     _say(progress, f"{label}: attacks and certificates at tau={config.tau:g} on {n} examples")
     res = robust_accuracy(net, xr, yr, config.norm, config.tau, model=model,
-                          pgd_steps=config.pgd_steps, restarts=config.restarts, rng=rng)
+                          pgd_steps=config.pgd_steps, restarts=config.restarts, rng=rng,
+                          node_budget=config.node_budget)
     dense = y[:n] * net.forward(xr + dense_direction(model, xr, yr, config.norm, config.tau)) > 0
     methods, counts = np.unique(res.method[res.certified], return_counts=True)
     taus = config.tau * 2 * np.arange(1, config.curve_points + 1) / config.curve_points
@@ -348,11 +365,15 @@ def evaluate_net(net, model, x, y, config, progress=False, label="net"):
     curve = robust_curve(net, xr, yr, config.norm, taus, model=model, pgd_steps=config.pgd_steps,
                          restarts=config.restarts, rng=rng)
     _say(progress, f"{label}: evaluated in {time.perf_counter() - clock:.0f}s")
+    for part in res.seconds if timings is not None else ():  # the two halves of the evaluation's time
+        key = f"{part}_s"
+        timings[key] = timings.get(key, 0.0) + res.seconds[part] + curve["seconds"][part]
     accuracy = net.accuracy(x, y)
     return {"accuracy": accuracy,
             "robust": {"lower": res.lower, "upper": res.upper, "gap": res.gap,
                        "dense_direction": float(dense.mean()),
-                       "certified_by": dict(zip(methods.tolist(), counts.tolist()))},
+                       "certified_by": dict(zip(methods.tolist(), counts.tolist())),
+                       "undecided": res.undecided},
             "curve": {"tau": curve["taus"].tolist(), "lower": curve["lower"].tolist(),
                       "upper": curve["upper"].tolist(), "n": n,
                       "lower_ci95": [accuracy_entry(v, n)["ci95"] for v in curve["lower"].tolist()],

@@ -120,6 +120,30 @@ def test_interval_on_a_sparse_coding_sample(norm):
     assert first.lower == np.mean(first.certified) and first.upper == np.mean(first.survived)
 
 
+@pytest.mark.parametrize("tau", [0.2, 0.25])
+def test_complete_mode_only_narrows_the_interval_and_its_certificates_survive_attacks(tau):
+    # a small clean-trained net past its threshold (tau > theta): the bounds leave examples open
+    from fpsim import train_clean
+    from fpsim.config import build, preset
+    model, net0 = build(preset("quick", d=60, m=120, k=6, threshold=0.15))
+    net, _ = train_clean(net0, model, 200, 128, 1.0, seed=0, progress=False)
+    x, y, _ = model.sample(60, stream(0, "eval"))
+    plain = robust_accuracy(net, x, y, 2, tau, model=model, rng=np.random.default_rng(7))
+    full = robust_accuracy(net, x, y, 2, tau, model=model, rng=np.random.default_rng(7), node_budget=16)
+    assert plain.undecided is None and full.undecided is not None
+    assert plain.lower < full.lower <= full.upper <= plain.upper
+    assert np.all(full.certified >= plain.certified) and np.all(full.certified <= full.survived)
+    opened = ~plain.certified & plain.survived
+    assert full.undecided == int((opened & ~full.certified & full.survived).sum())
+    assert np.all((full.method == "branch_and_bound") == (full.certified & ~plain.certified))
+    assert np.all((full.broken_by == "branch_and_bound") == (plain.survived & ~full.survived))
+    proved = full.method == "branch_and_bound"   # a long attack from many starts never breaks these
+    delta = pgd(net, x[proved], y[proved], 2, tau, steps=100, restarts=8, rng=np.random.default_rng(1))
+    assert np.all(y[proved] * net.forward(x[proved] + delta) > 0)
+    with pytest.raises(ValueError, match="node_budget"):
+        robust_accuracy(net, x, y, 2, tau, node_budget=0)
+
+
 def test_curve_lower_end_is_non_increasing_and_critical_radius_interpolates():
     net, x, y = _tiny(3, 4, 6, 0.3, n=40)
     curve = robust_curve(net, x, y, 2, np.linspace(0.0, 1.0, 6), pgd_steps=5, restarts=1, rng=0)

@@ -14,6 +14,7 @@ network and the baselines of :mod:`fpsim.baselines` (linear, polynomial, NTK).
 from __future__ import annotations
 
 import dataclasses
+import time
 
 import numpy as np
 
@@ -22,6 +23,10 @@ from ..attacks import attack_margins, first_breaker
 from ..network import TwoLayerNet
 from ._common import check_certify
 from .bounds import METHODS, _certify
+from .complete import complete_margins
+
+#: Name of the complete mode in ``method`` (certified) and ``broken_by`` (refuted).
+COMPLETE = "branch_and_bound"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +54,11 @@ class RobustAccuracy:
         The attack (one of :data:`fpsim.attacks.ATTACK_NAMES`; ``"clean"``:
         misclassified already) that broke each example, ``""`` where it
         survived; ``None`` when not recorded.
+    undecided : int or None
+        With the complete mode (``node_budget``): examples neither certified
+        nor refuted when the node budget ran out; ``None`` without it.
+    seconds : dict or None
+        Wall time of the ``"certificates"`` (bounds and complete mode) and of the ``"attacks"``.
     """
 
     norm: float
@@ -61,6 +71,8 @@ class RobustAccuracy:
     certified_margin: np.ndarray
     attack_margin: np.ndarray
     broken_by: np.ndarray = None
+    undecided: int = None
+    seconds: dict = None
 
     @property
     def gap(self):
@@ -83,7 +95,7 @@ def _certificates(net, x, y, norm, tau, model):
     return x, y, norm, tau, {net.certificate or "": net.certified_margin(x, y, norm, tau)}, 0.0
 
 
-def robust_accuracy(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, rng=None):
+def robust_accuracy(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, rng=None, node_budget=None):
     r"""Robust accuracy at :math:`(p, \tau)` as a certified interval.
 
     Parameters
@@ -105,6 +117,13 @@ def robust_accuracy(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, 
         PGD random restarts.
     rng : numpy.random.Generator or int, optional
         Source of the PGD starts (default: ``default_rng(0)``).
+    node_budget : int, optional
+        Complete mode (a :class:`~fpsim.network.TwoLayerNet` only): every
+        example that no bound certifies and no attack breaks goes to
+        :func:`fpsim.certify.complete_margins` with this many nodes; what it
+        certifies counts in ``lower`` (``method`` ``"branch_and_bound"``),
+        what it refutes is broken (``broken_by`` ``"branch_and_bound"``), and
+        ``undecided`` counts the rest.
 
     Returns
     -------
@@ -120,7 +139,9 @@ def robust_accuracy(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, 
     pgd_steps = check_int("pgd_steps", pgd_steps, 1)
     restarts = check_int("restarts", restarts, 1)
     rng = check_random_state(0 if rng is None else rng)
+    clock = time.perf_counter()
     x, y, norm, tau, bounds, slack = _certificates(net, x, y, norm, tau, model)
+    seconds = {"certificates": time.perf_counter() - clock}
 
     stacked = np.stack(list(bounds.values()))
     best = stacked.argmax(axis=0)
@@ -128,14 +149,32 @@ def robust_accuracy(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, 
     certified = certified_margin > slack
     method = np.where(certified, np.asarray(list(bounds))[best], "")
 
+    clock = time.perf_counter()
     margins = attack_margins(net, x, y, norm, tau, model=model, pgd_steps=pgd_steps, restarts=restarts,
                              rng=rng)
+    seconds["attacks"] = time.perf_counter() - clock
     worst = np.min(list(margins.values()), axis=0)
     survived = worst > 0
+    broken_by, undecided = first_breaker(margins), None
+    if node_budget is not None:
+        if not isinstance(net, TwoLayerNet):
+            raise TypeError(f"node_budget (complete mode) needs a TwoLayerNet, got {type(net).__name__}")
+        clock = time.perf_counter()
+        rows = np.flatnonzero(~certified & survived)
+        found = complete_margins(net, x, y, norm, tau, node_budget=node_budget,
+                                 dictionary=getattr(model, "dictionary", None), rows=rows)
+        proved, refuted = rows[found.status[rows] == "certified"], rows[found.status[rows] == "refuted"]
+        method, broken_by = method.astype("U32"), broken_by.astype("U32")   # room for the name
+        certified[proved], method[proved] = True, COMPLETE
+        certified_margin[proved] = found.margin[proved]
+        survived[refuted], broken_by[refuted] = False, COMPLETE
+        worst[refuted] = np.minimum(worst[refuted], found.upper[refuted])
+        undecided = int((found.status[rows] == "undecided").sum())
+        seconds["certificates"] += time.perf_counter() - clock
     return RobustAccuracy(norm=norm, tau=tau, lower=float(certified.mean()), upper=float(survived.mean()),
                           certified=certified, survived=survived, method=method,
                           certified_margin=certified_margin, attack_margin=worst,
-                          broken_by=first_breaker(margins))
+                          broken_by=broken_by, undecided=undecided, seconds=seconds)
 
 
 def robust_curve(net, x, y, norm, taus, model=None, pgd_steps=20, restarts=2, rng=None):
@@ -153,7 +192,8 @@ def robust_curve(net, x, y, norm, taus, model=None, pgd_steps=20, restarts=2, rn
     Returns
     -------
     curve : dict
-        ``taus``, ``lower``, ``upper``: ``(t,)`` float64 arrays.
+        ``taus``, ``lower``, ``upper``: ``(t,)`` float64 arrays; ``seconds``: summed wall
+        times of the ``"certificates"`` and the ``"attacks"``.
     """
     taus = check_array("taus", taus, 1, dtype=np.float64)
     if taus.size == 0 or (taus < 0).any() or (np.diff(taus) <= 0).any():
@@ -162,7 +202,8 @@ def robust_curve(net, x, y, norm, taus, model=None, pgd_steps=20, restarts=2, rn
     results = [robust_accuracy(net, x, y, norm, tau, model=model, pgd_steps=pgd_steps,
                                restarts=restarts, rng=rng) for tau in taus]
     return {"taus": taus, "lower": np.array([r.lower for r in results]),
-            "upper": np.array([r.upper for r in results])}
+            "upper": np.array([r.upper for r in results]),
+            "seconds": {part: sum(r.seconds[part] for r in results) for part in ("certificates", "attacks")}}
 
 
 def refined_curve(net, x, y, norm, taus, fine_points, model=None, pgd_steps=20, restarts=2, seed=0):
