@@ -315,8 +315,41 @@ def attack_margins(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, r
                                    zero_start=False)
     if model is not None:
         deltas["dense_direction"] = dense_direction(model, x, y, norm, tau)
-    oracle = _Oracle(net, x, y)
-    return {name: oracle.margin(x + delta) for name, delta in deltas.items()}
+    return {name: reference_margin(net, x, y, delta, norm, tau) for name, delta in deltas.items()}
+
+
+def reference_margin(net, x, y, delta, norm, tau):
+    r"""Margin :math:`y f(x + \delta)` of an attack's :math:`\delta`, read as the certificates read it.
+
+    :math:`\delta` is brought into the ball in float64 (an attack's float32
+    projection can overshoot the radius by a rounding) and, for a
+    :class:`~fpsim.network.TwoLayerNet`, :math:`f` is
+    :meth:`~fpsim.network.TwoLayerNet.forward64`, the real function the
+    certificates bound: so a certified example is never "broken" by a
+    rounding of the net's own evaluation.  Other classifiers use their ``forward``.
+
+    Parameters
+    ----------
+    net : TwoLayerNet or classifier
+    x : (n, d) ndarray
+    y : (n,) ndarray of {-1, +1}
+    delta : (n, d) ndarray
+    norm : {2, inf}
+    tau : float
+
+    Returns
+    -------
+    (n,) float64 ndarray
+    """
+    step = np.asarray(delta, dtype=np.float64)
+    if check_norm(norm) == np.inf:
+        step = np.clip(step, -tau, tau)
+    else:
+        length = np.linalg.norm(step, axis=1)
+        step = step * np.where(length > tau, tau / np.maximum(length, 1e-300), 1.0)[:, None]
+    point = x.astype(np.float64) + step
+    f = net.forward64(point) if isinstance(net, TwoLayerNet) else net.forward(point.astype(x.dtype))
+    return y * np.asarray(f, dtype=np.float64)
 
 
 def attack_margin(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, rng=None):

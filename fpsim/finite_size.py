@@ -39,7 +39,7 @@ from ._io import atomic_write_json
 from ._validation import check_array, check_choice, check_float, check_int, check_labels, stream
 from .certify import critical_radius, robust_curve
 from .data import SparseCodingModel
-from .experiment import Config, build
+from .config import Config, build
 from .metrics import dictionary_view
 from .network import THRESHOLD_KINDS, Threshold, TwoLayerNet
 

@@ -267,6 +267,31 @@ class TwoLayerNet:
         kernels.soft_threshold_units(u, self._bias_or(bias), self.q, self.rho_effective, f, u)
         return f
 
+    def forward64(self, x):
+        r"""Network output :math:`f(x)` in float64 arithmetic, on the stored weights and biases.
+
+        The function the certificates of :mod:`fpsim.certify` are about, and
+        the one the attacks' final margins are read from: a float32 net is
+        judged as the real function its stored weights define (rounding of
+        order :math:`(d + m)\,\varepsilon_{64}`), not as one float32 rounding
+        of it, which can differ by :math:`(d + m)\,\varepsilon_{32}
+        \sum_i |u_i|`, far more than the margins that matter past the threshold.
+
+        Parameters
+        ----------
+        x : (n, d) array_like
+            Read in float64 (a float64 point is not rounded to the net's dtype).
+
+        Returns
+        -------
+        f : (n,) float64 ndarray
+        """
+        x = check_array("x", x, 2, dtype=np.float64, shape=(None, self.d))
+        u = x @ self._W.astype(np.float64).T
+        f = np.empty(x.shape[0])
+        kernels.soft_threshold_units(u, self.bias().astype(np.float64), self.q, self.rho_effective, f, u)
+        return f
+
     def accuracy(self, x, y):
         """Fraction of ``(x, y)`` with :math:`y f(x) > 0`."""
         x = self._inputs(x)

@@ -514,7 +514,7 @@ def configs(draw, max_d=16, max_m=8, **fields):
     ``**fields`` fixes fields (values or strategies).  Fields not drawn keep
     their defaults.  Every drawn config builds (:func:`fpsim.experiment.build`).
     """
-    from .experiment import Config
+    from .config import Config
 
     model = draw(sparse_coding_models(max_d=max_d, dtype=_sampled(("float32", "float64"))))
     eval_size = draw(_integers(1, 16))
@@ -552,7 +552,7 @@ def invalid_configs(draw):
     ``d=20``, ``robust_eval_size > eval_size``, ``magnitude=(2, 1)``, a
     string choice that is not offered, a negative count, NaN, ...).
     """
-    from .experiment import Config
+    from .config import Config
 
     known = {f.name for f in dataclasses.fields(Config)}
     cases = [case for case in _INVALID if case[0] in known]

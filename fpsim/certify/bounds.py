@@ -112,8 +112,10 @@ def certified_margins(net, x, y, norm, tau, dictionary=None):
 def _certify(net, x, y, norm, tau, dictionary=None):
     r""":func:`certified_margins` on validated input; also returns the rounding slack ``(n,)``.
 
-    The slack bounds the float rounding of the net's own evaluation in its dtype,
-    :math:`(d + m)\,\varepsilon \sum_i (|u_i| + r_i)`.
+    The slack bounds the float64 rounding of the evaluation the attacks read
+    (:meth:`fpsim.network.TwoLayerNet.forward64`, the same float64 arithmetic
+    on the same stored weights and biases as these bounds),
+    :math:`(d + m)\,\varepsilon_{64} \sum_i (|u_i| + r_i)`.
     """
     W = net.W.astype(np.float64)
     n, d = x.shape
@@ -141,7 +143,7 @@ def _certify(net, x, y, norm, tau, dictionary=None):
     kernels.joint_lipschitz_drop(drop, order, counts, np.maximum(gram, 0.0), radius2 * scale, joint)
 
     bounds = {"per_unit": base - drop.sum(axis=1), "gram": base - joint}
-    slack = (d + net.m) * np.finfo(net.dtype).eps * (np.abs(u).sum(axis=1) + radius.sum())
+    slack = (d + net.m) * np.finfo(np.float64).eps * (np.abs(u).sum(axis=1) + radius.sum())
     cheap = np.maximum(bounds["per_unit"], bounds["gram"])
     # Cheapest first; each later bound is evaluated only where the earlier ones leave an example
     # uncertified (the certified set is what evaluating everything everywhere would give).

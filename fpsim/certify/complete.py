@@ -80,6 +80,7 @@ import scipy.optimize
 
 from .. import kernels
 from .._validation import check_float, check_int
+from ..attacks import reference_margin
 from ._common import check_certify, unit_weights
 from .bounds import _certify
 from .linear import _unit_values
@@ -108,8 +109,9 @@ class CompleteMargins:
         Certified lower bound on :math:`\min_{\|\delta\|_p\le\tau} y f(x+\delta)`
         (``nan`` for skipped rows).
     upper : (n,) float64 ndarray
-        :math:`y f(x+\delta)` evaluated by the net (its dtype) at ``delta``: a margin
-        the net really takes in the ball (``nan`` for skipped rows).
+        :math:`y f(x+\delta)` at ``delta``, read by :func:`fpsim.attacks.reference_margin`
+        (float64, as the certificates): a margin the net really takes in the ball
+        (``nan`` for skipped rows).
     status : (n,) str ndarray
         ``"certified"`` (``margin`` above the rounding slack), ``"refuted"``
         (``upper <= 0``), ``"undecided"`` (node budget exhausted first) or
@@ -192,8 +194,7 @@ def complete_margins(net, x, y, norm, tau, node_budget=NODE_BUDGET, dictionary=N
     search = _Search(net, norm, tau)
     for k, b in enumerate(rows):
         lower, best, step, count = search.run(x[b], float(y[b]), start[k], slack[k], node_budget, gap)
-        point = (x[b].astype(np.float64) + step).astype(net.dtype)
-        real = float(y[b]) * float(net.forward(point[None])[0])
+        real = float(reference_margin(net, x[b:b + 1], y[b:b + 1], step[None], norm, tau)[0])
         margin[b], upper[b], nodes[b], delta[b] = min(lower, real), real, count, step
         status[b] = "certified" if lower > slack[k] else "refuted" if real <= 0 else "undecided"
     return CompleteMargins(margin, upper, status, nodes, delta)

@@ -129,9 +129,11 @@ def robust_accuracy(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, 
     -------
     RobustAccuracy
         ``lower`` is the certified fraction (an example counts when its best
-        certificate exceeds the float rounding of the net's own evaluation,
-        :math:`(d + m)\,\varepsilon_{\rm dtype} \sum_i (|u_i| + r_i)`, so that
-        ``certified`` implies ``survived``); ``upper`` is the attacked accuracy.
+        certificate exceeds the float64 rounding of the net's evaluation,
+        :math:`(d + m)\,\varepsilon_{64} \sum_i (|u_i| + r_i)`; the attacks'
+        margins are read in the same float64 arithmetic,
+        :func:`fpsim.attacks.reference_margin`, so that ``certified`` implies
+        ``survived``); ``upper`` is the attacked accuracy.
         For another classifier, ``lower`` counts its ``certified_margin > 0``
         (exact for the linear baseline, 0 without a certificate) and
         ``method`` holds its ``certificate`` name.
