@@ -37,7 +37,7 @@ import dataclasses
 import numpy as np
 
 from ._validation import check_array, check_float, check_int, check_labels, check_norm
-from .attacks import dense_direction, fgm, pgd
+from .attacks import dense_direction, fgm, pgd, reference_margin
 from .certify import exact_robust_accuracy
 from .network import TwoLayerNet
 
@@ -81,10 +81,6 @@ def _check(net, x, y, norm, tau):
     x = check_array("x", x, 2, dtype=net.dtype, shape=(None, net.d))
     y = check_labels("y", y, x.shape[0])
     return x, y, check_norm(norm), check_float("tau", tau, 0)
-
-
-def _margins(net, x, y, delta):
-    return y * net.forward(x + delta.astype(net.dtype)).astype(np.float64)
 
 
 def worst_case(net, x, y, norm, tau, exact="auto", model=None, pgd_steps=40, restarts=5, rng=0,
@@ -139,7 +135,7 @@ def worst_case(net, x, y, norm, tau, exact="auto", model=None, pgd_steps=40, res
         raise ValueError("exact=True needs norm=inf, activation='relu', m <= 32 and d <= 64 "
                          f"(got norm={norm}, activation={net.activation!r}, m={net.m}, d={net.d})")
     if tau == 0:
-        return WorstCase(_margins(net, x, y, np.zeros_like(x)), np.zeros_like(x), True,
+        return WorstCase(reference_margin(net, x, y, np.zeros_like(x), norm, tau), np.zeros_like(x), True,
                          np.full(n, "clean"))
     if exact is not False and applicable:
         try:
@@ -149,8 +145,8 @@ def worst_case(net, x, y, norm, tau, exact="auto", model=None, pgd_steps=40, res
             if exact is True:
                 raise
         else:  # clip the solver's tolerance away: the margin is one the net really takes in the ball
-            delta = np.clip(solved.delta, -tau, tau).astype(net.dtype)
-            return WorstCase(_margins(net, x, y, delta), delta, True, np.full(n, "milp"))
+            delta = np.clip(solved.delta, -tau, tau)
+            return WorstCase(reference_margin(net, x, y, delta, norm, tau), delta, True, np.full(n, "milp"))
     names = ["clean", "fgm", "pgd", "pgd-long-steps"]
     deltas = [np.zeros_like(x), fgm(net, x, y, norm, tau),
               pgd(net, x, y, norm, tau, steps=pgd_steps, restarts=restarts, rng=rng),
@@ -159,7 +155,7 @@ def worst_case(net, x, y, norm, tau, exact="auto", model=None, pgd_steps=40, res
     if model is not None:
         names.append("dense")
         deltas.append(dense_direction(model, x, y, norm, tau))
-    margins = np.array([_margins(net, x, y, delta) for delta in deltas])
+    margins = np.array([reference_margin(net, x, y, delta, norm, tau) for delta in deltas])
     best = np.argmin(margins, axis=0)
     rows = np.arange(n)
     delta = np.array(deltas)[best, rows]
@@ -173,9 +169,10 @@ def rounding_tolerance(net, x, norm, tau):
 
         (d + m)\,\varepsilon \Big(\sum_i |u_i| + \tau\|w_i\|_q + b_i\Big) + 10^{-12},
 
-    :math:`\varepsilon` the machine epsilon of the net's dtype: the rounding of
-    evaluating :math:`f` in that dtype (the same slack
-    :func:`fpsim.certify.robust_accuracy` keeps before it certifies).
+    :math:`\varepsilon` the machine epsilon of the net's dtype: a bound under
+    test may be computed in that dtype.  (The margins here are read in float64,
+    :func:`fpsim.attacks.reference_margin`, and fpsim's own certificates keep
+    the float64 slack, so for them this tolerance is generous.)
     """
     x, _, norm, tau = _check(net, x, np.ones(np.shape(x)[0]), norm, tau)
     W = net.W.astype(np.float64)

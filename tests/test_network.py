@@ -194,3 +194,18 @@ def test_sparse_path_is_chosen_by_the_active_fraction():
 def test_random_net_too_large_for_memory_is_refused_before_allocating():
     with pytest.raises(ValueError, match=r"m=1000000, d=100000.*GiB"):
         TwoLayerNet.random(m=10**6, d=10**5)
+
+
+@pytest.mark.parametrize("activation", ["relu", "smooth"])
+def test_forward64_is_the_float64_function_of_the_stored_weights(activation):
+    rng = np.random.default_rng(3)
+    net = TwoLayerNet(rng.standard_normal((30, 20)).astype(np.float32), threshold=0.2, activation=activation)
+    x = rng.standard_normal((50, 20))
+    f64 = net.forward64(x)
+    assert f64.dtype == np.float64
+    twin = TwoLayerNet(net.W.astype(np.float64), threshold=0.2, activation=activation)
+    # same weights, biases rounded to the net's dtype: equal to float64 rounding, not float32's
+    np.testing.assert_allclose(f64, twin.forward(x), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(f64, net.forward(x.astype(np.float32)), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="x"):
+        net.forward64(x[:, :5])
