@@ -362,12 +362,12 @@ def evaluate_net(net, model, x, y, config, progress=False, label="net", timings=
     taus = config.tau * 2 * np.arange(1, config.curve_points + 1) / config.curve_points
     _say(progress, f"{label}: robust-accuracy curve over {config.curve_points} radii "
                    f"({time.perf_counter() - clock:.0f}s so far)")
+    seconds = dict(res.seconds)  # the two halves of the evaluation's time
     curve = robust_curve(net, xr, yr, config.norm, taus, model=model, pgd_steps=config.pgd_steps,
-                         restarts=config.restarts, rng=rng)
+                         restarts=config.restarts, rng=rng, seconds=seconds)
     _say(progress, f"{label}: evaluated in {time.perf_counter() - clock:.0f}s")
-    for part in res.seconds if timings is not None else ():  # the two halves of the evaluation's time
-        key = f"{part}_s"
-        timings[key] = timings.get(key, 0.0) + res.seconds[part] + curve["seconds"][part]
+    for part in seconds if timings is not None else ():
+        timings[f"{part}_s"] = timings.get(f"{part}_s", 0.0) + seconds[part]
     accuracy = net.accuracy(x, y)
     return {"accuracy": accuracy,
             "robust": {"lower": res.lower, "upper": res.upper, "gap": res.gap,

@@ -38,6 +38,7 @@ import numpy as np
 from ._io import atomic_write_json
 from ._validation import check_array, check_choice, check_float, check_int, check_labels, stream
 from .certify import critical_radius, robust_curve
+from .certify.curves import merge_curves
 from .data import SparseCodingModel
 from .config import Config, build
 from .metrics import dictionary_view
@@ -191,9 +192,7 @@ def crossing_radii(net, model, x, y, norm, taus, levels=LEVELS, pgd_steps=20, re
                     steps.add(int(below[0]))
         extra = [np.linspace(taus[j - 1], taus[j], refine + 2)[1:-1] for j in sorted(steps)]
         if extra:
-            fine = curve_on(np.concatenate(extra))
-            order = np.argsort(np.concatenate([curve["taus"], fine["taus"]]), kind="stable")
-            curve = {key: np.concatenate([curve[key], fine[key]])[order] for key in curve}
+            curve = merge_curves(curve, curve_on(np.concatenate(extra)))
     result = {end: {str(level): _crossing_or_edge(curve, end, level) for level in levels}
               for end in ("lower", "upper")}
     result["curve"] = {key: np.asarray(value).tolist() for key, value in curve.items()}

@@ -685,21 +685,27 @@ def trust_region_max(g1, g2, h11, h12, h22, radius):
 
 
 @numba.njit(cache=True, parallel=True)
-def split_drop(abs_u, bias, top, alpha, resid, strong, norms, gram, coef, weak_quad, weak_top, radius,
+def split_drop(yu, bias, top, alpha, resid, strong, norms, gram, coef, weak_quad, weak_top, radius,
                kappa, eta, out):
     r"""Certified margin loss beyond the threshold: linear, atom-quadratic and weak-quadratic parts sharing one ball.
 
     Per example, with :math:`a_i = \langle w_i, \delta\rangle`,
-    :math:`\|\delta\|_2 \le R`, gap :math:`g_i = b_i - |u_i|` and the unit's
+    :math:`\|\delta\|_2 \le R`, the unit's
     decomposition :math:`w_i = \alpha_i e_{j(i)} + r_i` in an orthonormal basis
     (coordinates :math:`\hat\delta` of :math:`\delta`), every unit loses at most:
 
     * F (active, :math:`|u_i| > b_i`): :math:`(-y a_i)_+` (non-decreasing, 1-Lipschitz);
+    * an inactive unit (:math:`|u_i| \le b_i`, :math:`s_i(u_i) = 0`) loses
+      :math:`-y\,s_i(u_i + a_i) \le (-y a_i - g_i)_+` with the gap to the
+      *harmful* threshold :math:`g_i = b_i + y u_i \ge b_i - |u_i|` (as
+      :math:`s_i(v)` has the sign of :math:`v` and :math:`|s_i(v)| \le (|v| - b_i)_+`,
+      switching on towards :math:`+y b_i` only raises the margin); the classes
+      below bound :math:`(-y a_i - g_i)_+ \le (|a_i| - g_i)_+`:
     * Qa (strong, inactive, :math:`\tilde g_i = g_i - R\|r_i\| \ge \kappa b_i`):
       :math:`(|a_i| - g_i)_+ \le (|\alpha_i \hat\delta_{j(i)}| - \tilde g_i)_+
       \le \alpha_i^2 \hat\delta_{j(i)}^2 / (4\tilde g_i)`, in all
       :math:`\sum_j q_j \hat\delta_j^2`;
-    * Qe (weak, inactive, :math:`|u_i| \le \eta b_i`): :math:`a_i^2/(4(1-\eta) b_i)`,
+    * Qe (weak, inactive, :math:`g_i \ge (1 - \eta) b_i`): :math:`a_i^2/(4(1-\eta) b_i)`,
       in all at most :math:`\delta^\top E\,\delta`, :math:`E = \sum_{\rm weak} w_i w_i^\top/(4(1-\eta)b_i)`;
     * N (every other inactive unit): :math:`c_i |a_i|` with
       :math:`c_i = (1 - g_i/(R\|w_i\|))_+`, the chord of the convex
@@ -722,8 +728,8 @@ def split_drop(abs_u, bias, top, alpha, resid, strong, norms, gram, coef, weak_q
 
     Parameters
     ----------
-    abs_u : (n, m) float64 array
-        :math:`|u_{bi}|`.
+    yu : (n, m) float64 array
+        :math:`y_b u_{bi}`.
     bias : (m,) float64 array
         :math:`b_i > 0`.
     top : (m,) int64 array
@@ -749,7 +755,7 @@ def split_drop(abs_u, bias, top, alpha, resid, strong, norms, gram, coef, weak_q
     out : (n,) float64 array, written
         Upper bound on the margin loss.
     """
-    n, m = abs_u.shape
+    n, m = yu.shape
     d = coef.shape[1]
     for b in numba.prange(n):  # examples are independent: one thread writes each out[b]
         q = np.zeros(d)
@@ -760,7 +766,7 @@ def split_drop(abs_u, bias, top, alpha, resid, strong, norms, gram, coef, weak_q
         count = 0
         for i in range(m):
             reach = radius * norms[i]
-            if abs_u[b, i] > bias[i]:
+            if abs(yu[b, i]) > bias[i]:
                 active[i] = True
                 members[count] = i
                 chord[count] = 1.0
@@ -768,17 +774,18 @@ def split_drop(abs_u, bias, top, alpha, resid, strong, norms, gram, coef, weak_q
                 if strong[i]:
                     in_j1[top[i]] = True
                 continue
-            if reach <= bias[i] - abs_u[b, i]:
-                continue                          # cannot switch on anywhere in the ball
+            gap = bias[i] + yu[b, i]              # to the harmful threshold -y b_i
+            if reach <= gap:
+                continue                          # cannot switch on harmfully anywhere in the ball
             if strong[i]:
-                gap = bias[i] - abs_u[b, i] - radius * resid[i]
-                if gap >= kappa * bias[i] and gap > 0.0:
-                    q[top[i]] += alpha[i] * alpha[i] / (4.0 * gap)
+                shifted = gap - radius * resid[i]
+                if shifted >= kappa * bias[i] and shifted > 0.0:
+                    q[top[i]] += alpha[i] * alpha[i] / (4.0 * shifted)
                     continue
-            elif abs_u[b, i] <= eta * bias[i]:
+            elif gap >= (1.0 - eta) * bias[i]:
                 continue                          # in the weak quadratic part E
             members[count] = i
-            chord[count] = 1.0 - (bias[i] - abs_u[b, i]) / reach
+            chord[count] = 1.0 - gap / reach
             count += 1
         j1 = np.flatnonzero(in_j1)
         q_in = 0.0

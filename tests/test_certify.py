@@ -47,8 +47,9 @@ def test_certificate_exact_and_attack_are_ordered_on_tiny_linf_nets(problem, see
     assert np.all(exact.min_margin <= result.attack_margin + solver)
     # certified => exactly robust => survived every attack; so lower <= exact <= upper.
     assert np.all(~result.certified | exact.robust)
-    assert np.all(~exact.robust | result.survived | (exact.min_margin < 1e-6))
-    assert result.lower <= exact.accuracy <= result.upper
+    tie = exact.robust & ~result.survived & (exact.min_margin < 1e-6)  # a margin within rounding of 0
+    assert not np.any(exact.robust & ~result.survived & ~tie)
+    assert result.lower <= exact.accuracy <= result.upper + tie.mean()
 
 
 @given(problem=tiny(), seed=seeds())

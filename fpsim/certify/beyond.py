@@ -3,12 +3,14 @@ r"""A certificate beyond the threshold: the ``"split"`` bound (``docs/MODEL.md``
 The bounds of :mod:`fpsim.certify.bounds` charge every unit that can switch
 on somewhere in the ball as if it moved linearly with :math:`\delta`.  Once
 :math:`\tau \ge \theta` that is every unit, and they collapse.  This model
-has more structure: a unit below threshold by a gap :math:`g_i = b_i - |u_i|`
-loses at most
+has more structure: an inactive unit lowers the margin only by switching on
+past its *harmful* threshold :math:`-y b_i`, a gap :math:`g_i = b_i + y u_i`
+(:math:`\ge b_i - |u_i|`) away, and then loses at most
 
 .. math::
 
-    (|a_i| - g_i)_+ \;\le\; \frac{a_i^2}{4 g_i}, \qquad a_i = \langle w_i, \delta\rangle ,
+    (-y a_i - g_i)_+ \;\le\; (|a_i| - g_i)_+ \;\le\; \frac{a_i^2}{4 g_i},
+    \qquad a_i = \langle w_i, \delta\rangle ,
 
 (because :math:`t^2/(4g) - t + g = (t/(2\sqrt g) - \sqrt g)^2 \ge 0`), which
 is quadratic, not linear, in :math:`\delta`: an attacker cannot align
@@ -57,7 +59,7 @@ def orthonormal_basis(dictionary, d):
     return left @ right
 
 
-def split_margins(W, bias, u, base, radius2, basis, gram=None, kappas=KAPPAS, etas=ETAS, target=None):
+def split_margins(W, bias, yu, base, radius2, basis, gram=None, kappas=KAPPAS, etas=ETAS, target=None):
     r"""The ``"split"`` lower bound on :math:`\min_{\|\delta\|_2 \le R} y f(x+\delta)`, per example.
 
     Parameters
@@ -65,8 +67,9 @@ def split_margins(W, bias, u, base, radius2, basis, gram=None, kappas=KAPPAS, et
     W : (m, d) float64 ndarray
     bias : (m,) float64 ndarray
         :math:`b_i`; the bound needs :math:`b_i > 0` (it returns ``-inf`` otherwise).
-    u : (n, m) float64 ndarray
-        :math:`u_{bi} = \langle w_i, x_b\rangle`.
+    yu : (n, m) float64 ndarray
+        :math:`y_b u_{bi} = y_b \langle w_i, x_b\rangle` (the label tells which
+        threshold an inactive unit must cross to lower the margin).
     base : (n,) float64 ndarray
         :math:`y_b f(x_b)`.
     radius2 : float
@@ -87,7 +90,7 @@ def split_margins(W, bias, u, base, radius2, basis, gram=None, kappas=KAPPAS, et
     (n,) float64 ndarray
         :math:`y f(x) - \text{drop}`, best over the thresholds.
     """
-    n = u.shape[0]
+    n = yu.shape[0]
     if radius2 == 0:
         return base.copy()
     if not (bias > 0).all():
@@ -100,7 +103,6 @@ def split_margins(W, bias, u, base, radius2, basis, gram=None, kappas=KAPPAS, et
     strong = alpha ** 2 >= STRONG_SHARE * sq
     norms = np.sqrt(sq) * (1.0 + 1e-9)
     gram = W @ W.T if gram is None else gram
-    abs_u = np.abs(u)
     weak = coef[~strong]
     best = np.full(n, -np.inf)
     target = np.full(n, np.inf) if target is None else np.asarray(target, dtype=np.float64)
@@ -116,7 +118,7 @@ def split_margins(W, bias, u, base, radius2, basis, gram=None, kappas=KAPPAS, et
             if rows.size == 0:
                 return best
             drop = np.empty(rows.size)
-            kernels.split_drop(abs_u[rows], bias, top, alpha, resid, strong, norms, gram, coef, weak_quad, weak_top,
+            kernels.split_drop(yu[rows], bias, top, alpha, resid, strong, norms, gram, coef, weak_quad, weak_top,
                                float(radius2), float(kappa), float(eta), drop)
             best[rows] = np.maximum(best[rows], base[rows] - np.where(np.isnan(drop), np.inf, drop))
     return best

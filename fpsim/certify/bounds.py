@@ -158,7 +158,8 @@ def _certify(net, x, y, norm, tau, dictionary=None):
     bounds["split"] = np.full(n, -np.inf)
     rows = everything[np.maximum.reduce([bounds[name] for name in bounds]) <= slack]
     if rows.size:                                         # beyond the threshold (fpsim.certify.beyond)
-        bounds["split"][rows] = scale * split_margins(unit_W, unit_bias, unit_u[rows], base[rows] / scale,
+        bounds["split"][rows] = scale * split_margins(unit_W, unit_bias, yf[rows, None] * unit_u[rows],
+                                                      base[rows] / scale,
                                                       radius2, orthonormal_basis(dictionary, d), gram=gram,
                                                       target=slack[rows] / scale)
     rows = rows[bounds["split"][rows] <= slack[rows]]

@@ -179,7 +179,7 @@ def robust_accuracy(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, 
                           broken_by=broken_by, undecided=undecided, seconds=seconds)
 
 
-def robust_curve(net, x, y, norm, taus, model=None, pgd_steps=20, restarts=2, rng=None):
+def robust_curve(net, x, y, norm, taus, model=None, pgd_steps=20, restarts=2, rng=None, seconds=None):
     r"""Certified interval of robust accuracy over a range of radii.
 
     Parameters
@@ -190,12 +190,14 @@ def robust_curve(net, x, y, norm, taus, model=None, pgd_steps=20, restarts=2, rn
         Radii :math:`\tau \ge 0`, increasing.
     rng : numpy.random.Generator or int, optional
         One generator shared by all radii (default: ``default_rng(0)``).
+    seconds : dict, optional
+        Adds the wall time of the certificates and of the attacks to its
+        ``"certificates"`` and ``"attacks"`` entries.
 
     Returns
     -------
     curve : dict
-        ``taus``, ``lower``, ``upper``: ``(t,)`` float64 arrays; ``seconds``: summed wall
-        times of the ``"certificates"`` and the ``"attacks"``.
+        ``taus``, ``lower``, ``upper``: ``(t,)`` float64 arrays.
     """
     taus = check_array("taus", taus, 1, dtype=np.float64)
     if taus.size == 0 or (taus < 0).any() or (np.diff(taus) <= 0).any():
@@ -203,9 +205,10 @@ def robust_curve(net, x, y, norm, taus, model=None, pgd_steps=20, restarts=2, rn
     rng = check_random_state(0 if rng is None else rng)
     results = [robust_accuracy(net, x, y, norm, tau, model=model, pgd_steps=pgd_steps,
                                restarts=restarts, rng=rng) for tau in taus]
+    for part in () if seconds is None else ("certificates", "attacks"):
+        seconds[part] = seconds.get(part, 0.0) + sum(r.seconds[part] for r in results)
     return {"taus": taus, "lower": np.array([r.lower for r in results]),
-            "upper": np.array([r.upper for r in results]),
-            "seconds": {part: sum(r.seconds[part] for r in results) for part in ("certificates", "attacks")}}
+            "upper": np.array([r.upper for r in results])}
 
 
 def refined_curve(net, x, y, norm, taus, fine_points, model=None, pgd_steps=20, restarts=2, seed=0):
@@ -244,9 +247,13 @@ def refined_curve(net, x, y, norm, taus, fine_points, model=None, pgd_steps=20, 
     if not crossings:
         return curve
     start, stop = taus[taus <= min(crossings)].max(), taus[taus > max(crossings)].min()
-    fine = curve_on(np.linspace(start, stop, fine_points + 2)[1:-1])
-    order = np.argsort(np.concatenate([curve["taus"], fine["taus"]]))
-    return {key: np.concatenate([curve[key], fine[key]])[order] for key in curve}
+    return merge_curves(curve, curve_on(np.linspace(start, stop, fine_points + 2)[1:-1]))
+
+
+def merge_curves(first, second):
+    """Two curves of :func:`robust_curve` on disjoint radii, as one in order of radius."""
+    order = np.argsort(np.concatenate([first["taus"], second["taus"]]), kind="stable")
+    return {key: np.concatenate([first[key], second[key]])[order] for key in ("taus", "lower", "upper")}
 
 
 def critical_radius(curve, level=0.5):
