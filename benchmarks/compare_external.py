@@ -2,23 +2,35 @@ r"""Both ends of fpsim's robust-accuracy interval against external tools (issue 
 
 Run from the repository root::
 
-    python benchmarks/compare_external.py                      # quick preset, trained once into /tmp
-    python benchmarks/compare_external.py --weights DIR/weights.npz --n 500
-    python benchmarks/compare_external.py --threads 2
+    python benchmarks/compare_external.py --n 200               # quick preset, trained once into /tmp
+    python benchmarks/compare_external.py --preset paper_c2 --tau 0.125 --eps-inf 0 --n 300
+    python benchmarks/compare_external.py --weights DIR/weights.npz --n 500 --threads 2
 
 For the clean and the adversarially trained net of a preset (``W_clean``,
-``W_adv`` of ``weights.npz`` from :func:`fpsim.experiment.run_experiment`) and
-each radius (the preset's :math:`\ell_2` :math:`\tau`, and :math:`\ell_\infty`
-:math:`\varepsilon` = ``--eps-inf``), prints one table row per tool:
+``W_adv`` of ``weights.npz`` from :func:`fpsim.experiment.run_experiment`;
+``--preset`` may also name a config of ``benchmarks/sweep_presets.py``) and
+each radius (the preset's :math:`\ell_2` :math:`\tau` or ``--tau``, and
+:math:`\ell_\infty` :math:`\varepsilon` = ``--eps-inf``), prints one table
+row per tool, on the same examples:
 
-* **upper end** (attacks): fpsim's :func:`fpsim.attacks.attack_margin`; and,
-  when ``torchattacks`` is importable, its APGD (cross-entropy) and AutoAttack;
-* **lower end** (certificates): fpsim's best-of certificate and each of its
+* **upper end** (attacks): fpsim's :func:`fpsim.attacks.attack_margins` (all
+  attacks, and each alone); and, when ``torchattacks`` is importable, PGD-100
+  (two random starts), APGD-CE, APGD-DLR and AutoAttack (standard version);
+* **lower end** (certificates): fpsim's best-of certificate (above its float
+  rounding slack, and with auto_LiRPA's criterion bound > 0) and each of its
   bounds; and, when ``auto_LiRPA`` is importable, IBP, CROWN and α-CROWN.
 
+Then the issue-#14 targets per net and radius: fpsim's upper end within 0.2
+points of all external attacks together, fpsim's certified fraction >=
+α-CROWN's, and the per-example soundness cross-check (no example certified by
+any bound, fpsim's or auto_LiRPA's, is broken by any attack, fpsim's or
+torchattacks').
+
 A tool that is not importable is skipped with a note (neither is a
-dependency of fpsim; torch is never imported by the package).  Times are
-wall-clock seconds on a possibly busy machine: indicative only.
+dependency of fpsim; torch is never imported by the package).  Tested with
+torch 2.13.0+cpu, torchattacks 3.5.1 and auto_LiRPA 0.7.1 (from its GitHub
+repository: PyPI's auto_LiRPA 0.3 needs numpy < 2 and torch < 1.13).  Times
+are wall-clock seconds on a possibly busy machine: indicative only.
 """
 from __future__ import annotations
 
