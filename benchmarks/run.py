@@ -441,6 +441,11 @@ def torch_fgm(W, x, y, theta, tau):
     return tau * grad / grad.norm(dim=1, keepdim=True).clamp_min(1e-30)
 
 
+#: fpsim.pgd as one run from a random start, the work of numpy_pgd and torch_pgd (pgd's default adds a
+#: second run from delta = 0, which would double fpsim's side of the comparison)
+ONE_RUN = dict(restarts=1, zero_start=False)
+
+
 def trained_operations(net, x, y, z, tau, rng, batch):
     """``{operation: {implementation: callable}}`` on one net: fpsim (auto path), fpsim dense, NumPy, torch."""
     theta = net.threshold.end
@@ -458,7 +463,7 @@ def trained_operations(net, x, y, z, tau, rng, batch):
 
     def adversarial(stepper):
         def run():
-            x_adv = x + fpsim.pgd(stepper.net, x, y, 2, tau, steps=ADV_PGD_STEPS, rng=rng)
+            x_adv = x + fpsim.pgd(stepper.net, x, y, 2, tau, steps=ADV_PGD_STEPS, rng=rng, **ONE_RUN)
             return stepper.step(x_adv, y, z, LR, 0.0)
         return run
 
@@ -470,8 +475,8 @@ def trained_operations(net, x, y, z, tau, rng, batch):
                    "fpsim dense": dense(lambda: fpsim.fgm(net, x, y, 2, tau)),
                    "NumPy": lambda: numpy_fgm(net.W, x, yf, theta, tau)},
         "PGD-l2, %d steps" % PGD_STEPS: {
-            "fpsim": lambda: fpsim.pgd(net, x, y, 2, tau, steps=PGD_STEPS, rng=rng),
-            "fpsim dense": dense(lambda: fpsim.pgd(net, x, y, 2, tau, steps=PGD_STEPS, rng=rng)),
+            "fpsim": lambda: fpsim.pgd(net, x, y, 2, tau, steps=PGD_STEPS, rng=rng, **ONE_RUN),
+            "fpsim dense": dense(lambda: fpsim.pgd(net, x, y, 2, tau, steps=PGD_STEPS, rng=rng, **ONE_RUN)),
             "NumPy": lambda: numpy_pgd(net.W, x, yf, theta, tau, PGD_STEPS, rng)},
         "adversarial step (PGD-%d + SGD step)" % ADV_PGD_STEPS: {
             "fpsim": adversarial(auto_step), "fpsim dense": dense(adversarial(dense_step)),

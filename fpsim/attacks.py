@@ -433,10 +433,13 @@ def random_in_ball(rng, shape, inf_norm, tau, dtype):
     n, d = shape
     if inf_norm:
         return rng.uniform(-tau, tau, size=shape).astype(dtype)
-    direction = rng.standard_normal(shape)
-    length = np.linalg.norm(direction, axis=1, keepdims=True)
+    # drawn in the data's dtype when it is float32/float64 (half the time at d = 2000 in float32)
+    dtype = np.dtype(dtype)
+    direction = rng.standard_normal(shape, dtype=dtype if dtype in (np.float32, np.float64) else np.float64)
+    length = np.linalg.norm(direction, axis=1, keepdims=True).astype(np.float64)
     radius = tau * rng.random((n, 1)) ** (1.0 / d)
-    return (direction * (radius / np.maximum(length, 1e-300))).astype(dtype)
+    direction *= (radius / np.maximum(length, 1e-300)).astype(direction.dtype)
+    return direction.astype(dtype, copy=False)
 
 
 class _Oracle:
