@@ -707,17 +707,20 @@ def split_drop(yu, bias, top, alpha, resid, strong, norms, gram, coef, weak_quad
       :math:`\sum_j q_j \hat\delta_j^2`;
     * Qe (weak, inactive, :math:`g_i \ge (1 - \eta) b_i`): :math:`a_i^2/(4(1-\eta) b_i)`,
       in all at most :math:`\delta^\top E\,\delta`, :math:`E = \sum_{\rm weak} w_i w_i^\top/(4(1-\eta)b_i)`;
-    * N (every other inactive unit): :math:`c_i |a_i|` with
+    * N (every other inactive unit): :math:`c_i (-y a_i)_+` with
       :math:`c_i = (1 - g_i/(R\|w_i\|))_+`, the chord of the convex
       :math:`(t - g_i)_+` over :math:`0 \le t \le R\|w_i\| = \max |a_i|`.
 
     Split :math:`\delta` into its part on :math:`J_1` (the principal atoms of the
     strong active units; norm :math:`s`) and the rest (norm :math:`t`,
     :math:`s^2 + t^2 \le R^2`).  The linear part is at most :math:`L s + L_\perp t`
-    (:math:`L^2 = \sum_{F\times F} (G_{ij})_+ + \sum_{\text{other pairs in } F\cup N} c_i c_j |G_{ij}|`,
-    :math:`G = WW^\top`, :math:`c_i = 1` on F, bounds :math:`\|\sum_i \pm c_i w_i\|^2`
-    for every choice of the attacker's signs; :math:`L_\perp` the same with the :math:`J_1`
-    coordinates removed from every row), the atom part at most
+    (every member of :math:`F \cup N` loses at most :math:`c_i (-y a_i)_+ = (\langle h_i, \delta\rangle)_+`,
+    :math:`h_i = -y c_i w_i`, :math:`c_i = 1` on F, and
+    :math:`\sup_\delta \sum_i (\langle h_i, \delta\rangle)_+ = \max_T \sup_\delta \langle \sum_{i \in T} h_i, \delta\rangle`
+    over the subsets :math:`T`, with :math:`\|\sum_{i\in T} h_i\|^2 \le
+    L^2 = \sum_{i, j \in F\cup N} c_i c_j (G_{ij})_+`, :math:`G = WW^\top`;
+    :math:`L_\perp` the same with the :math:`J_1` coordinates removed from every row),
+    the atom part at most
     :math:`q_{\rm in} s^2 + q_{\rm out} t^2` (:math:`q_{\rm in} = \max_{J_1} q_j`,
     :math:`q_{\rm out} = \max_j q_j`) and the weak part at most
     :math:`(a s + b t)^2` with :math:`a^2 = \lambda_{\max}(E_{J_1 J_1})`,
@@ -805,13 +808,9 @@ def split_drop(yu, bias, top, alpha, resid, strong, norms, gram, coef, weak_quad
                 k = members[t]
                 g = gram[i, k]
                 gp = g - gram_j1[s, t]
-                if active[i] and active[k]:
-                    lin += max(g, 0.0)
-                    perp += max(gp, 0.0)
-                else:
-                    weight = chord[s] * chord[t]
-                    lin += weight * abs(g)
-                    perp += weight * abs(gp)
+                weight = chord[s] * chord[t]
+                lin += weight * max(g, 0.0)
+                perp += weight * max(gp, 0.0)
         a2 = 0.0
         if j1.size > 0:
             block = np.empty((j1.size, j1.size))
