@@ -18,7 +18,7 @@ from ._io import UnreadableStateError, read_json
 from ._threads import thread_limit
 from .config import DEFAULT_PRESET, PRESETS, RANGES, Config, preset
 from .experiment import ConfigError, DivergenceError, preflight
-from .report import claim_rows, render_intervals, run_and_report, write_report
+from .report import claim_checker, claim_rows, render_intervals, run_and_report, write_report
 
 #: Options that only matter under a condition: ``{field: (condition on the config, why)}``.
 MEANINGFUL_IF = {
@@ -168,9 +168,13 @@ def _report(run_dir):
 
 
 def _print_claims(report):
-    from proofs_check import render_table  # proofs_check reads the report; imported last
+    checker = claim_checker()
+    if checker is None:
+        print("fpsim: no claim checker installed (the fpsim.claims entry point; pip install . registers "
+              "proofs_check)")
+        return
     rows = claim_rows(report)
-    print(render_table(report, rows))
+    print(checker.render_table(report, rows))
     print(render_intervals(rows))
 
 

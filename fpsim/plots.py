@@ -129,8 +129,8 @@ def cosines(cos_init, cos_update, d, criterion, out_dir):
     cos_update : (m,) array or None
         :math:`\\cos(w_i, w'_i)` (clean to adversarial).
     d : int
-    criterion : float
-        The C1 limit on the median.
+    criterion : float or None
+        The C1 limit on the median (no line when ``None``).
     """
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2 if cos_update is not None else 1, figsize=(11, 3.8), squeeze=False)
@@ -139,9 +139,10 @@ def cosines(cos_init, cos_update, d, criterion, out_dir):
     for phase, values in cos_init.items():
         ax.hist(values, bins=bins, color=_COLORS.get(phase), alpha=0.5,
                 label=f"{phase} (median {np.median(values):.3f})")
-    for x, style, label in ((math.sqrt(2 * math.log(d) / d), "-", "sqrt(2 ln d / d)"),
-                            (1 / math.sqrt(d), ":", "1/sqrt(d) (random)"),
-                            (criterion, "--", f"C1 criterion {criterion:g}")):
+    lines = [(math.sqrt(2 * math.log(d) / d), "-", "sqrt(2 ln d / d)"), (1 / math.sqrt(d), ":", "1/sqrt(d) (random)")]
+    if criterion is not None:
+        lines.append((criterion, "--", f"C1 criterion {criterion:g}"))
+    for x, style, label in lines:
         ax.axvline(x, color="black", ls=style, lw=1, label=label)
     ax.set(xlabel="|cos(w_i^0, w_i)| per neuron", ylabel="neurons", title="C1: distance from initialisation")
     ax.legend(fontsize=7)

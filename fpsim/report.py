@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib.metadata
 import math
 import os
 import sys
@@ -115,10 +116,32 @@ def claim_intervals(report):
     return out
 
 
+#: Entry-point group of the claim checker (``setup.cfg`` registers ``proofs_check``).
+CLAIMS_GROUP = "fpsim.claims"
+
+
+def claim_checker():
+    """The claim checker installed under the ``fpsim.claims`` entry point, or ``None``.
+
+    ``proofs_check`` reads reports and calls the library; the library finds it
+    through the package metadata instead of importing it, so imports run one
+    way.  The checker offers ``evaluate(report) -> rows``,
+    ``render_table(report, rows)`` and ``C1_LIMIT``.
+    """
+    found = importlib.metadata.entry_points()
+    found = found.select(group=CLAIMS_GROUP) if hasattr(found, "select") else found.get(CLAIMS_GROUP, [])
+    for entry in found:
+        return entry.load()
+    return None
+
+
 def claim_rows(report):
-    """The claims of :mod:`proofs_check` with ``intervals`` and ``expected`` (reason of an expected FAIL)."""
-    from proofs_check import evaluate  # proofs_check only reads reports; imported when needed
-    rows = evaluate(report)
+    """The claims of the :func:`claim_checker` with ``intervals`` and ``expected`` (reason of an expected FAIL).
+
+    Empty when no checker is installed.
+    """
+    checker = claim_checker()
+    rows = checker.evaluate(report) if checker is not None else []
     intervals = claim_intervals(report)
     name = preset_of(report["config"])
     reasons = EXPECTED_FAILS.get(name, {})
@@ -192,12 +215,13 @@ def rank_curve(report):
 
 def write_figures(report, weights, out_dir):
     """Draw every figure of a run into ``out_dir``; returns the file names written."""
-    from proofs_check.c1_far_from_init import LIMIT as C1_LIMIT
+    checker = claim_checker()
     data = figure_data(report, weights)
     adv = "adversarial" in data["A"]
     spec = report.get("metrics", {}).get("update_spectrum", {})
     written = [plots.robust_bands(report, out_dir),
-               plots.cosines(data["cos_init"], data["cos_update"], report["config"]["d"], C1_LIMIT, out_dir),
+               plots.cosines(data["cos_init"], data["cos_update"], report["config"]["d"],
+                             getattr(checker, "C1_LIMIT", None), out_dir),
                plots.dictionary(data["A"]["clean"], data["A"]["adversarial"] if adv else None, data["w_star"],
                                 data["views"], out_dir),
                plots.spectrum(data["singular_values"], spec.get("top", 5), out_dir,

@@ -9,6 +9,9 @@ shown as SKIP, never as PASS.
 from . import (c1_far_from_init, c2_clean_not_robust, c3_adversarial_robust, c3_fgm, c4_purification,
                c5_dense_mixture, c6_low_complexity, c7_low_rank, headline)
 
+#: The C1 limit on the median |cos(w^0, w)|, drawn in fpsim's figures.
+C1_LIMIT = c1_far_from_init.LIMIT
+
 CLAIMS = (c1_far_from_init, c2_clean_not_robust, c3_adversarial_robust, c3_fgm, c4_purification,
           c5_dense_mixture, c6_low_complexity, c7_low_rank, headline)
 

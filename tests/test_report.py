@@ -112,3 +112,13 @@ def test_rank_curve_is_found_only_when_present():
     assert found["rank"] == [1, 4] and found["lower"] == [0.5, 0.8] and found["upper"] == [0.7, 0.9]
     assert found["full"] == (0.95, 0.97)
     assert accuracy_entry(None, 10) is None
+
+
+def test_claims_come_from_the_entry_point_and_their_absence_is_not_an_error(monkeypatch):
+    import importlib.metadata
+
+    from fpsim import report as report_module
+    assert report_module.claim_checker() is proofs_check   # registered by setup.cfg, found by metadata
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda: {})   # a library without a checker
+    assert report_module.claim_checker() is None
+    assert report_module.claim_rows({"config": preset("quick").to_dict()}) == []
