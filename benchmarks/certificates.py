@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from fpsim import SparseCodingModel, TwoLayerNet  # noqa: E402
 from fpsim._threads import thread_limit  # noqa: E402
 from fpsim.certify import certified_margins  # noqa: E402
-from fpsim.experiment import Config, build  # noqa: E402
+from fpsim.config import Config, build  # noqa: E402
 from fpsim.finite_size import ideal_net  # noqa: E402
 
 TARGET_S = 10.0

@@ -46,7 +46,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from fpsim.attacks import attack_margins  # noqa: E402
 from fpsim.certify import _common, bounds as _bounds  # noqa: E402
-from fpsim.experiment import build, preset, run_experiment, stream  # noqa: E402
+from fpsim._validation import stream  # noqa: E402
+from fpsim.config import PRESETS, build, preset  # noqa: E402
+from fpsim.experiment import run_experiment  # noqa: E402
 
 
 def _load(args):
@@ -224,7 +226,6 @@ def _cross_check(rows):
 
 def _config(name):
     """A built-in preset, or a research config of ``benchmarks/sweep_presets.py`` (e.g. ``paper_c2``)."""
-    from fpsim.experiment import PRESETS
     if name in PRESETS:
         return preset(name, baseline_steps=0)
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

@@ -42,7 +42,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import proofs_check  # noqa: E402
-from fpsim.experiment import Config, finished_phases, preset  # noqa: E402
+from fpsim.config import Config, preset  # noqa: E402
+from fpsim.experiment import finished_phases  # noqa: E402
 from fpsim.sweep import run_or_load  # noqa: E402
 
 #: Named configurations.  See docs/presets.md for the results.  The research

@@ -34,7 +34,7 @@ from .stats import accuracy_entry
 from .attacks import dense_direction
 from .certify import critical_radius, robust_accuracy, robust_curve
 # Config, the presets and build live in fpsim.config (preset stays importable from here for scripts).
-from .config import Config, build, eval_set, preset  # noqa: F401  (preset: re-exported for scripts)
+from .config import Config, build, eval_set
 from .train import train_adversarial, train_clean
 
 
