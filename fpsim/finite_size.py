@@ -37,8 +37,7 @@ import numpy as np
 
 from ._io import atomic_write_json
 from ._validation import check_array, check_choice, check_float, check_int, check_labels, stream
-from .certify import critical_radius, robust_curve
-from .certify.curves import merge_curves
+from .certify import critical_radius, refined_curve
 from .data import SparseCodingModel
 from .config import Config, build
 from .metrics import dictionary_view
@@ -177,22 +176,8 @@ def crossing_radii(net, model, x, y, norm, taus, levels=LEVELS, pgd_steps=20, re
     levels = [check_float("level", level, 0, 1, closed=(False, False)) for level in levels]
     refine = check_int("refine", refine, 0)
 
-    def curve_on(radii):
-        return robust_curve(net, x, y, norm, radii, model=model, pgd_steps=pgd_steps, restarts=restarts,
-                            rng=stream(seed, "attack"))
-
-    curve = curve_on(taus)
-    taus = curve["taus"]
-    if refine:
-        steps = set()
-        for end in ("lower", "upper"):
-            for level in levels:
-                below = np.flatnonzero(curve[end] < level)
-                if below.size and below[0] > 0:
-                    steps.add(int(below[0]))
-        extra = [np.linspace(taus[j - 1], taus[j], refine + 2)[1:-1] for j in sorted(steps)]
-        if extra:
-            curve = merge_curves(curve, curve_on(np.concatenate(extra)))
+    curve = refined_curve(net, x, y, norm, taus, refine, model=model, pgd_steps=pgd_steps, restarts=restarts,
+                          seed=seed, levels=levels)
     result = {end: {str(level): _crossing_or_edge(curve, end, level) for level in levels}
               for end in ("lower", "upper")}
     result["curve"] = {key: np.asarray(value).tolist() for key, value in curve.items()}

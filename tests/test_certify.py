@@ -165,10 +165,12 @@ def test_refined_curve_adds_radii_inside_the_crossing_step_only():
     at_coarse = np.isin(curve["taus"], taus)
     np.testing.assert_array_equal(curve["lower"][at_coarse], coarse["lower"])  # certificates: no randomness
     crossings = [r for r in critical_radius(coarse).values() if not np.isnan(r)]
+    steps = {int(np.searchsorted(taus, r)) for r in crossings}   # the coarse step holding each crossing
     added = curve["taus"][~at_coarse]
-    assert len(added) == (3 if crossings else 0)
-    if crossings:
-        assert added.min() >= taus[taus <= min(crossings)].max() and added.max() < taus[taus > max(crossings)].min()
+    assert len(added) == 3 * len(steps)
+    for j in steps:
+        inside = added[(added > taus[j - 1]) & (added < taus[j])]
+        np.testing.assert_allclose(inside, np.linspace(taus[j - 1], taus[j], 5)[1:-1])
 
 
 def test_bad_arguments_are_refused():

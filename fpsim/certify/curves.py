@@ -211,13 +211,14 @@ def robust_curve(net, x, y, norm, taus, model=None, pgd_steps=20, restarts=2, rn
             "upper": np.array([r.upper for r in results])}
 
 
-def refined_curve(net, x, y, norm, taus, fine_points, model=None, pgd_steps=20, restarts=2, seed=0):
-    """Robust-accuracy curve on ``taus``, refined where it crosses 50 %.
+def refined_curve(net, x, y, norm, taus, fine_points, model=None, pgd_steps=20, restarts=2, seed=0,
+                  levels=(0.5,)):
+    """Robust-accuracy curve on ``taus``, refined in every step where an end crosses a level.
 
-    :func:`robust_curve` on the coarse radii ``taus``; then, if either end
-    crosses 50 % (:func:`critical_radius`), on ``fine_points`` evenly spaced
-    radii strictly inside the coarse step(s) holding both crossings.  The two
-    curves are merged in order of radius.
+    :func:`robust_curve` on the coarse radii ``taus``; then on ``fine_points``
+    evenly spaced radii strictly inside each coarse step where the lower or
+    the upper end first falls below one of ``levels``.  The two curves are
+    merged in order of radius (:func:`merge_curves`).
 
     Parameters
     ----------
@@ -226,16 +227,18 @@ def refined_curve(net, x, y, norm, taus, fine_points, model=None, pgd_steps=20, 
     taus : (t,) ndarray
         Coarse radii, increasing.
     fine_points : int
-        Radii added inside the bracketing step(s) (``>= 1``).
+        Radii added inside each bracketing step (``>= 0``; 0: no refinement).
     seed : int, default 0
         Each of the two curves draws its PGD starts from the ``"attack"`` stream of ``seed``.
+    levels : sequence of float in (0, 1), default (0.5,)
 
     Returns
     -------
     curve : dict
         ``taus``, ``lower``, ``upper`` as from :func:`robust_curve`.
     """
-    fine_points = check_int("fine_points", fine_points, 1)
+    fine_points = check_int("fine_points", fine_points, 0)
+    levels = [check_float("level", level, 0, 1, closed=(False, False)) for level in levels]
 
     def curve_on(radii):
         return robust_curve(net, x, y, norm, radii, model=model, pgd_steps=pgd_steps, restarts=restarts,
@@ -243,11 +246,16 @@ def refined_curve(net, x, y, norm, taus, fine_points, model=None, pgd_steps=20, 
 
     curve = curve_on(taus)
     taus = curve["taus"]
-    crossings = [r for r in critical_radius(curve).values() if not np.isnan(r)]
-    if not crossings:
+    steps = set()
+    for end in ("lower", "upper") if fine_points else ():
+        for level in levels:
+            below = np.flatnonzero(curve[end] < level)
+            if below.size and below[0] > 0:
+                steps.add(int(below[0]))
+    if not steps:
         return curve
-    start, stop = taus[taus <= min(crossings)].max(), taus[taus > max(crossings)].min()
-    return merge_curves(curve, curve_on(np.linspace(start, stop, fine_points + 2)[1:-1]))
+    fine = np.concatenate([np.linspace(taus[j - 1], taus[j], fine_points + 2)[1:-1] for j in sorted(steps)])
+    return merge_curves(curve, curve_on(fine))
 
 
 def merge_curves(first, second):
