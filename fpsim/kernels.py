@@ -31,6 +31,13 @@ def activation(t, q, rho):
     Returns ``(phi(t), phi'(t))``.  Outside the smooth piece both are written
     without branches on ``t`` (``max`` and a comparison), so a loop over ReLU
     units pays no branch mispredictions whatever the fraction of active units.
+
+    Parameters
+    ----------
+    t : float
+        Input above the threshold, :math:`|u| - b`.
+    q, rho : float
+        Exponent :math:`q \ge 2` and width :math:`\varrho \ge 0` of the smooth piece.
     """
     if rho > 0.0 and 0.0 < t < rho:  # the smooth piece (never for the ReLU)
         slope = (t / rho) ** (q - 1.0)
@@ -84,6 +91,14 @@ def logistic_loss_coefficients(f, y, slope):
 
     Both the loss and the sigmoid are evaluated without overflow for any margin
     :math:`y_b f_b`.  Returns :math:`\sum_b \ell_b` as a float64.
+
+    Parameters
+    ----------
+    f : (n,) float array
+        Outputs :math:`f_b`.
+    y : (n,) array of {-1, +1}
+    slope : (n, m) float array, overwritten
+        Unit slopes :math:`\partial f_b / \partial u_{bi}` on entry, the coefficients on exit.
     """
     n, m = slope.shape
     loss = 0.0
@@ -226,6 +241,17 @@ def csr_rows_times(row_ptr, col, row_val, rows, out):
     :math:`\partial\ell_b/\partial x_b` of PGD and FGM.  Cost
     :math:`\propto |\mathcal A|\, d` instead of :math:`B m d`.  Examples run in
     parallel; each row of ``out`` is summed by one thread in unit order.
+
+    Parameters
+    ----------
+    row_ptr : (n + 1,) int64 array
+        Start of each example's active pairs in ``col`` / ``row_val`` (CSR).
+    col : (nnz,) int64 array
+        Unit :math:`i` of each active pair.
+    row_val : (nnz,) float array
+        :math:`C_{bi}` of each active pair.
+    rows : (m, d) float array
+    out : (n, d) float array, written
     """
     n, d = out.shape
     for b in numba.prange(n):
@@ -250,6 +276,13 @@ def sparse_rows_times(z, rows, out):
     (:math:`A = W M`, the weights in the dictionary basis) it is the
     pre-activation :math:`u = A z`.  Cost :math:`\propto n k r`, not
     :math:`n d r`, for ``rows`` of shape ``(d, r)`` and ``k`` non-zeros per row.
+
+    Parameters
+    ----------
+    z : (n, d) float array
+        Sparse rows (codes).
+    rows : (d, r) float array
+    out : (n, r) float array, written
     """
     n, d = z.shape
     r = rows.shape[1]
@@ -276,6 +309,14 @@ def sparse_rank_update(z, coef, scale, rows):
     ``scale = -\eta / B`` it applies :math:`A \leftarrow A - \eta\, \nabla_A L`.
     Pass ``scale`` in the dtype of ``rows`` (e.g. ``np.float32``): the inner
     loop then runs in that precision, twice the SIMD width of float64.
+
+    Parameters
+    ----------
+    z : (n, d) float array
+        Sparse rows (codes).
+    coef : (n, r) float array
+    scale : float
+    rows : (d, r) float array, updated in place
     """
     n, d = z.shape
     r = rows.shape[1]
@@ -300,6 +341,16 @@ def fill_sparse_codes(counts, uniforms, values, z):
     hold ``sum(counts)`` pre-drawn numbers (from a numpy Generator), consumed
     in order, so only :math:`\sum_b c_b` draws are made, never :math:`n d`.
     ``z`` must be zero on entry.
+
+    Parameters
+    ----------
+    counts : (n,) int64 array
+        Non-zeros :math:`c_b` of each row.
+    uniforms : (sum(counts),) float64 array
+        Draws in :math:`[0, 1)` for the positions.
+    values : (sum(counts),) float array
+        The non-zero values, in order.
+    z : (n, d) float array, written
     """
     n, d = z.shape
     offset = 0
@@ -648,6 +699,15 @@ def trust_region_max(g1, g2, h11, h12, h22, radius):
     The right side is convex in :math:`\mu`; it is minimised by bisection on its
     derivative, and every :math:`\mu` tried is sound, so the value returned is an
     upper bound whatever the number of iterations.
+
+    Parameters
+    ----------
+    g1, g2 : float
+        :math:`g`.
+    h11, h12, h22 : float
+        Entries of :math:`H \succeq 0`.
+    radius : float
+        :math:`R > 0`.
     """
     # eigen-decomposition of the symmetric 2x2 matrix
     mean = 0.5 * (h11 + h22)
