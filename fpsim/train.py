@@ -77,13 +77,13 @@ class DenseStep:
 
     def sync(self):
         """Write the current weights into ``net`` (before a history record and at the end)."""
-        self.net._W[...] = self.weights()
+        self.net.W[...] = self.weights()
 
     def state(self):
         return {"W": self.net.W}
 
     def load(self, state):
-        self.net._W[...] = state["W"]
+        self.net.W[...] = state["W"]
 
 
 class DictionaryStep:
@@ -232,8 +232,9 @@ class LowRankStep:
         return loss
 
     def _compose(self):
-        np.matmul(self.u, self.v.T, out=self.net._W)
-        self.net._W += self.base
+        W = self.net.W   # the net's own array, written in place
+        np.matmul(self.u, self.v.T, out=W)
+        np.add(W, self.base, out=W)
 
     def weights(self):
         return self.net.W
