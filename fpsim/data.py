@@ -23,8 +23,10 @@ DICTIONARIES = ("identity", "random", "hadamard")
 #: Laws of the code's support: independent coordinates, or exactly ``k`` of them.
 SUPPORTS = ("bernoulli", "exact")
 
-#: Rejection rounds allowed before a label margin is declared unreachable.
-_MAX_REJECTION_ROUNDS = 1000
+#: Codes drawn per code asked for (at least 64 asked for) before a label margin is declared
+#: unreachable.  A budget of draws, not of rounds: the last few codes of a request at a low
+#: acceptance rate take many rounds of a few draws each.
+MAX_DRAWS_PER_CODE = 1000
 
 
 def make_dictionary(d, kind, rng):
@@ -136,9 +138,10 @@ class SparseCodingModel:
         """
         n = check_int("n", n, 1)
         rng = check_random_state(0 if rng is None else rng)
-        zs, ys, have = [], [], 0
-        for _ in range(_MAX_REJECTION_ROUNDS):
+        zs, ys, have, drawn, budget = [], [], 0, 0, MAX_DRAWS_PER_CODE * max(n, 64)
+        while drawn < budget:
             z = self._draw_codes(n - have, rng)
+            drawn += n - have
             score = z.astype(np.float64) @ self.w_star
             keep = np.abs(score) >= self.margin
             zs.append(z[keep])
@@ -147,7 +150,7 @@ class SparseCodingModel:
             if have == n:
                 return np.concatenate(zs), np.concatenate(ys)
         raise ValueError(f"margin={self.margin} is too large for this model: fewer than "
-                         f"{n} of the codes drawn in {_MAX_REJECTION_ROUNDS} rounds reached it")
+                         f"{n} of the {drawn} codes drawn reached it")
 
     def _draw_codes(self, n, rng):
         if self.support == "exact":

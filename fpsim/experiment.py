@@ -94,12 +94,14 @@ def check_memory(config, available=None):
     return total
 
 
-def check_margin(config, model=None, samples=4000, min_rate=0.02):
+def check_margin(config, model=None, samples=4000, min_rate=0.005):
     r"""Raise :class:`ConfigError` if the label margin rejects almost every code.
 
     Draws ``samples`` codes without the margin and measures the share with
-    :math:`|\langle w^*, z\rangle| \ge \gamma`; below ``min_rate`` the
-    rejection sampler of :class:`~fpsim.data.SparseCodingModel` would stall.
+    :math:`|\langle w^*, z\rangle| \ge \gamma`.  Below ``min_rate`` the
+    rejection sampler of :class:`~fpsim.data.SparseCodingModel` draws more
+    than :math:`1/\text{min\_rate} = 200` codes per code kept (slow, and
+    within sight of its budget :data:`fpsim.data.MAX_DRAWS_PER_CODE`).
     """
     if config.margin == 0:
         return 1.0

@@ -7,7 +7,9 @@ import pytest
 import fpsim.experiment as experiment
 from fpsim._io import UnreadableStateError
 from fpsim.config import Config, build, eval_set
-from fpsim.experiment import ConfigError, DivergenceError, check_memory, load_nets, run_experiment
+from fpsim.config import PRESETS, preset
+from fpsim.experiment import (ConfigError, DivergenceError, check_margin, check_memory, load_nets,
+                               run_experiment)
 
 TINY = dict(d=30, k=2, m=20, clean_steps=60, adv_steps=20, batch=32, eval_size=200,
             robust_eval_size=50, pgd_steps=3, restarts=1, curve_points=3, baseline_steps=0)
@@ -114,3 +116,20 @@ def test_checks_before_work(tmp_path, monkeypatch):
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="exists and is not a folder"):
         run_experiment(Config(**TINY), tmp_path / "file", progress=False)
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_every_preset_passes_the_margin_preflight(name):
+    # the headline preset's gamma = 2 keeps only ~1.6 % of exactly-k codes: slow, yet within the sampler's budget
+    assert check_margin(preset(name)) > 0
+
+
+def test_a_rare_margin_is_still_sampled_and_an_unreachable_one_is_named():
+    from fpsim import SparseCodingModel
+    # gamma = 2.7 keeps ~0.6 % of the codes: with this stream the last of 500 codes arrives in round 1439
+    # (a limit of 1000 rounds failed here, and for 7 of seeds 2-11); a budget of draws does not
+    model = SparseCodingModel(50, 4, support="exact", margin=2.7, seed=0)
+    z, y = model.sample_codes(500, np.random.default_rng(6))
+    assert np.all(np.abs(z.astype(np.float64) @ model.w_star) >= 2.7) and len(y) == 500
+    with pytest.raises(ValueError, match="of the .* codes drawn reached it"):
+        SparseCodingModel(50, 4, support="exact", margin=100.0, seed=0).sample_codes(3)
