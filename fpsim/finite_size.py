@@ -35,11 +35,12 @@ import sys
 
 import numpy as np
 
-from ._io import atomic_write_json
-from ._validation import check_array, check_choice, check_float, check_int, check_labels, stream
+from ._io import atomic_write_json, read_json
+from ._validation import check_array, check_choice, check_float, check_int, check_labels
 from .certify import critical_radius, refined_curve
 from .data import SparseCodingModel
-from .config import Config, build
+from .config import Config, eval_set
+from .experiment import load_nets
 from .metrics import dictionary_view
 from .network import THRESHOLD_KINDS, Threshold, TwoLayerNet
 
@@ -222,15 +223,6 @@ def mixture_projection(net, model):
     return {"rho": rho, "median": float(np.median(rho)), "mean": float(np.mean(rho))}
 
 
-def _load_run(run_dir):
-    with open(os.path.join(run_dir, "report.json")) as handle:
-        report = json.load(handle)
-    config = Config(**report["config"])
-    with np.load(os.path.join(run_dir, "weights.npz")) as saved:
-        weights = {name: saved[name] for name in ("W_clean", "W_adv") if name in saved.files}
-    return report, config, weights
-
-
 def _settings(config, grid, points, n_eval, refine):
     return {"grid": [float(grid[0]), float(grid[1])], "points": int(points), "n_eval": int(n_eval),
             "refine": int(refine), "levels": list(LEVELS), "config": config.to_dict()}
@@ -240,10 +232,10 @@ def finite_size_point(run_dir, grid=GRID, points=GRID_POINTS, n_eval=None, refin
                       progress=False):
     r"""Crossing radii of the clean, adversarial and ideal nets of one finished run, and :math:`\rho`.
 
-    Reads ``RUN/report.json`` (its config, rebuilt with
-    :func:`fpsim.experiment.build`) and ``RUN/weights.npz`` (``W_clean``,
-    ``W_adv``); evaluates every net on the run's held-out robust-evaluation
-    examples (the first ``n_eval`` of the ``"eval"`` stream) at the radii
+    Reads the run's config and nets (:func:`fpsim.experiment.load_nets`:
+    ``RUN/report.json``, ``RUN/weights.npz`` with ``W_clean`` and ``W_adv``);
+    evaluates every net on the run's held-out robust-evaluation examples (the
+    first ``n_eval`` of :func:`fpsim.config.eval_set`) at the radii
     :func:`radius_grid` with :func:`crossing_radii`, in the run's norm; and
     writes ``RUN/finite_size.json`` atomically.  If that file exists and was
     made with the same settings and config it is read back instead (resumable).
@@ -273,8 +265,9 @@ def finite_size_point(run_dir, grid=GRID, points=GRID_POINTS, n_eval=None, refin
         over ideal attacked 50 % radius, and ``sqrt_k_rho``.
     """
     run_dir = os.fspath(run_dir)
-    report, config, weights = _load_run(run_dir)
-    if "W_clean" not in weights or "W_adv" not in weights:
+    config = Config(**read_json(os.path.join(run_dir, "report.json"))["config"])
+    model, nets = load_nets(run_dir, config)
+    if "adversarial" not in nets:
         raise ValueError(f"run {run_dir}: weights.npz lacks W_clean or W_adv (adv_steps=0?); "
                          f"finite_size_point needs both")
     n_eval = config.robust_eval_size if n_eval is None else check_int("n_eval", n_eval, 1, config.eval_size)
@@ -286,16 +279,9 @@ def finite_size_point(run_dir, grid=GRID, points=GRID_POINTS, n_eval=None, refin
         if saved.get("settings") == settings:
             return _decode(saved)
 
-    model, net0 = build(config)
-    x, y, _ = model.sample(config.eval_size, stream(config.seed, "eval"))
+    x, y, _ = eval_set(config, model)
     x, y = x[:n_eval], y[:n_eval]
-    theta = net0.threshold.end
-    nets = {}
-    for name, W, step in (("clean", weights["W_clean"], config.clean_steps),
-                          ("adversarial", weights["W_adv"], config.clean_steps + config.adv_steps)):
-        net = net0.copy()
-        net.W, net.step = W, step
-        nets[name] = net
+    theta = nets["init"].threshold.end
     nets["ideal"] = ideal_net(model, theta, kind=config.threshold_kind, activation=config.activation,
                               q=config.q, rho=config.rho)
     taus = radius_grid(config.k, grid, points)
