@@ -173,6 +173,13 @@ def test_refined_curve_adds_radii_inside_the_crossing_step_only():
         np.testing.assert_allclose(inside, np.linspace(taus[j - 1], taus[j], 5)[1:-1])
 
 
+def test_exact_solver_finds_the_minimum_beside_a_unit_1e5_times_smaller():
+    # threshold 0 makes both units linear: min y f = (x2 - tau)(1 + 1e-5); HiGHS's presolve returned 0 here
+    net = TwoLayerNet(np.array([[0.0, 1.0], [0.0, 1e-5]]), threshold=0.0)
+    exact = exact_robust_accuracy(net, np.array([[0.0, 0.5]]), np.array([1]), 0.5625)
+    np.testing.assert_allclose(exact.min_margin, [(0.5 - 0.5625) * (1 + 1e-5)], rtol=1e-6)
+
+
 def test_bad_arguments_are_refused():
     net, x, y = _tiny(0, 3, 4, 0.2)
     with pytest.raises(TypeError, match="TwoLayerNet"):
