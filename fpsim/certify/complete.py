@@ -183,14 +183,28 @@ def complete_margins(net, x, y, norm, tau, node_budget=NODE_BUDGET, dictionary=N
                             or rows.min() < -n or rows.max() >= n):
             raise ValueError(f"rows must be a boolean mask of shape ({n},) or indices in [0, {n}), got {rows!r}")
         rows = np.unique(np.asarray(rows, dtype=np.int64) % n) if rows.size else np.zeros(0, np.int64)
+    if rows.size == 0:
+        return search_rows(net, x, y, norm, tau, rows, np.zeros(0), np.zeros(0), node_budget, gap)
+    start, slack = _certify(net, x[rows], y[rows], norm, tau, dictionary=dictionary)
+    return search_rows(net, x, y, norm, tau, rows, np.maximum.reduce(list(start.values())), slack,
+                       node_budget, gap)
+
+
+def search_rows(net, x, y, norm, tau, rows, start, slack, node_budget, gap=None):
+    """:func:`complete_margins` on validated input, from given starting bounds.
+
+    For a caller that has the best-of certificates already
+    (:func:`fpsim.certify.robust_accuracy`): ``rows`` ``(r,)`` int64 indices,
+    ``start`` ``(r,)`` their best certified margins and ``slack`` ``(r,)``
+    their rounding slacks, as :func:`fpsim.certify.bounds._certify` gives them.
+    """
+    n = x.shape[0]
     margin, upper = np.full(n, np.nan), np.full(n, np.nan)
     status = np.full(n, "skipped", dtype="<U9")
     nodes = np.zeros(n, np.int64)
     delta = np.zeros((n, net.d))
     if rows.size == 0:
         return CompleteMargins(margin, upper, status, nodes, delta)
-    start, slack = _certify(net, x[rows], y[rows], norm, tau, dictionary=dictionary)
-    start = np.maximum.reduce(list(start.values()))
     search = _Search(net, norm, tau)
     for k, b in enumerate(rows):
         lower, best, step, count = search.run(x[b], float(y[b]), start[k], slack[k], node_budget, gap)

@@ -23,7 +23,7 @@ from ..attacks import attack_margins, first_breaker
 from ..network import TwoLayerNet
 from ._common import check_certify
 from .bounds import METHODS, _certify
-from .complete import complete_margins
+from .complete import search_rows
 
 #: Name of the complete mode in ``method`` (certified) and ``broken_by`` (refuted).
 COMPLETE = "branch_and_bound"
@@ -141,6 +141,10 @@ def robust_accuracy(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, 
     pgd_steps = check_int("pgd_steps", pgd_steps, 1)
     restarts = check_int("restarts", restarts, 1)
     rng = check_random_state(0 if rng is None else rng)
+    if node_budget is not None:
+        node_budget = check_int("node_budget", node_budget, 1)
+        if not isinstance(net, TwoLayerNet):
+            raise TypeError(f"node_budget (complete mode) needs a TwoLayerNet, got {type(net).__name__}")
     clock = time.perf_counter()
     x, y, norm, tau, bounds, slack = _certificates(net, x, y, norm, tau, model)
     seconds = {"certificates": time.perf_counter() - clock}
@@ -158,13 +162,10 @@ def robust_accuracy(net, x, y, norm, tau, model=None, pgd_steps=20, restarts=2, 
     worst = np.min(list(margins.values()), axis=0)
     survived = worst > 0
     broken_by, undecided = first_breaker(margins), None
-    if node_budget is not None:
-        if not isinstance(net, TwoLayerNet):
-            raise TypeError(f"node_budget (complete mode) needs a TwoLayerNet, got {type(net).__name__}")
+    if node_budget is not None:   # from the certificates above, not computed again
         clock = time.perf_counter()
         rows = np.flatnonzero(~certified & survived)
-        found = complete_margins(net, x, y, norm, tau, node_budget=node_budget,
-                                 dictionary=getattr(model, "dictionary", None), rows=rows)
+        found = search_rows(net, x, y, norm, tau, rows, certified_margin[rows], slack[rows], node_budget)
         proved, refuted = rows[found.status[rows] == "certified"], rows[found.status[rows] == "refuted"]
         method, broken_by = method.astype("U32"), broken_by.astype("U32")   # room for the name
         certified[proved], method[proved] = True, COMPLETE
