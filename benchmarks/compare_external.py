@@ -47,7 +47,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 from fpsim.attacks import attack_margins  # noqa: E402
 from fpsim.certify import _common, bounds as _bounds  # noqa: E402
 from fpsim._validation import stream  # noqa: E402
-from fpsim.config import PRESETS, build, preset  # noqa: E402
+from fpsim.config import PRESETS, build, eval_set, preset  # noqa: E402
 from fpsim.experiment import run_experiment  # noqa: E402
 
 
@@ -62,7 +62,7 @@ def _load(args):
             run_experiment(config, out, progress=False)
     model, net0 = build(config)
     stored = np.load(weights)
-    x, y, _ = model.sample(config.eval_size, stream(config.seed, "eval"))
+    x, y, _ = eval_set(config, model)
     n = min(args.n, len(y))
     nets = {}
     for key, name in (("W_clean", "clean"), ("W_adv", "adversarial")):
