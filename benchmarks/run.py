@@ -462,9 +462,12 @@ def trained_operations(net, x, y, z, tau, rng, batch):
         return run
 
     def adversarial(stepper):
-        def run():
-            x_adv = x + fpsim.pgd(stepper.net, x, y, 2, tau, steps=ADV_PGD_STEPS, rng=rng, **ONE_RUN)
-            return stepper.step(x_adv, y, z, LR, 0.0)
+        units = np.empty((batch, net.m), net.dtype)
+
+        def run():  # train_adversarial's step: the attack leaves its last pre-activations to the SGD step
+            x_adv = x + fpsim.attacks.perturbation(stepper.net, x, y, "pgd", 2, tau, rng=rng, steps=ADV_PGD_STEPS,
+                                                   units=units)
+            return stepper.step(x_adv, y, z, LR, 0.0, units=units)
         return run
 
     ops = {

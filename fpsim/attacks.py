@@ -71,7 +71,7 @@ LOSSES = ("logistic", "margin")
 
 
 def pgd(net, x, y, norm, tau, steps=10, step_size=None, restarts=1, rng=None, zero_start=True,
-        schedule="apgd", loss="logistic"):
+        schedule="apgd", loss="logistic", units=None):
     r"""Projected gradient ascent of the loss in the ball: a run from :math:`\delta = 0` and random restarts.
 
     Each run starts at :math:`\delta^{(0)} = 0` (the first run, when
@@ -132,6 +132,12 @@ def pgd(net, x, y, norm, tau, steps=10, step_size=None, restarts=1, rng=None, ze
         Add a run from :math:`\delta = 0`.
     schedule : {"apgd", "fixed"}, default "apgd"
     loss : {"logistic", "margin"}, default "logistic"
+    units : (n, m) ndarray, optional
+        :class:`~fpsim.network.TwoLayerNet` only: receives the pre-activations
+        :math:`(x + \delta) W^\top` at the returned :math:`\delta` (the net's
+        dtype), so that a training step at :math:`x + \delta` need not form
+        them again.  They are kept from the last evaluation where that was the
+        returned iterate, and formed for the other rows.
 
     Returns
     -------
@@ -150,13 +156,23 @@ def pgd(net, x, y, norm, tau, steps=10, step_size=None, restarts=1, rng=None, ze
         step_size = check_float("step_size", step_size, 0, closed=(False, True))
     rng = check_random_state(0 if rng is None else rng)
     oracle = _Oracle(net, x, y, loss)
+    if units is not None:
+        if oracle.ws is None:
+            raise TypeError(f"units needs a TwoLayerNet, got {type(net).__name__}")
+        if units.shape != (x.shape[0], net.m) or units.dtype != net.dtype or not units.flags.c_contiguous:
+            raise ValueError(f"units must be a C-contiguous {net.dtype} array of shape {(x.shape[0], net.m)}, "
+                             f"got {units.dtype} {units.shape}")
     best = np.zeros_like(x)
     best_margin = np.full(x.shape[0], np.inf)
     run = _apgd_run if schedule == "apgd" else _fixed_run
     starts = [None] * zero_start + [rng] * restarts
     for start in starts:
         delta = np.zeros_like(x) if start is None else random_in_ball(start, x.shape, inf_norm, tau, x.dtype)
-        run(oracle, x, delta, steps, step_size, tau, inf_norm, best, best_margin)
+        kept = run(oracle, x, delta, steps, step_size, tau, inf_norm, best, best_margin, units)
+    if units is not None:
+        stale = np.flatnonzero(~kept)   # rows whose best iterate is not the last one evaluated
+        if stale.size:
+            units[stale] = net.preactivations(x[stale] + best[stale])
     return best
 
 
@@ -168,14 +184,17 @@ def _keep(margin, delta, best, best_margin, tol=0.0):
     return better
 
 
-def _fixed_run(oracle, x, delta, steps, alpha, tau, inf_norm, best, best_margin):
-    """One fixed-step PGD run from ``delta`` (updated), recording into ``best``/``best_margin``."""
+def _fixed_run(oracle, x, delta, steps, alpha, tau, inf_norm, best, best_margin, units=None):
+    """One fixed-step PGD run from ``delta`` (updated), recording into ``best``/``best_margin``.
+
+    Returns the rows whose ``best`` is the last iterate (its pre-activations are in ``units``, if given).
+    """
     x_adv = np.empty_like(x)
     for _ in range(steps):
         margin, grad = oracle.margin_gradient(np.add(x, delta, out=x_adv))
         _keep(margin, delta, best, best_margin)
         kernels.ascend_project(delta, grad, alpha, tau, inf_norm)
-    _keep(oracle.margin(np.add(x, delta, out=x_adv)), delta, best, best_margin)
+    return _keep(oracle.margin(np.add(x, delta, out=x_adv), units), delta, best, best_margin)
 
 
 def apgd_checkpoints(steps):
@@ -190,8 +209,11 @@ def apgd_checkpoints(steps):
     return points
 
 
-def _apgd_run(oracle, x, delta, steps, eta0, tau, inf_norm, best, best_margin):
-    """One APGD run from ``delta`` (updated), recording into ``best``/``best_margin``."""
+def _apgd_run(oracle, x, delta, steps, eta0, tau, inf_norm, best, best_margin, units=None):
+    """One APGD run from ``delta`` (updated), recording into ``best``/``best_margin``.
+
+    Returns the rows whose ``best`` is the last iterate (its pre-activations are in ``units``, if given).
+    """
     n = x.shape[0]
     x_adv = np.empty_like(x)
     run_best, run_margin = delta.copy(), np.full(n, np.inf)
@@ -226,8 +248,8 @@ def _apgd_run(oracle, x, delta, steps, eta0, tau, inf_norm, best, best_margin):
             rises[:] = 0
             since = 0
         kernels.momentum_ascend(delta, previous, grad, eta, tau, inf_norm, 0.75, work)
-    _keep(oracle.margin(np.add(x, delta, out=x_adv)), delta, run_best, run_margin, tol)
-    _keep(run_margin, run_best, best, best_margin)
+    last = _keep(oracle.margin(np.add(x, delta, out=x_adv), units), delta, run_best, run_margin, tol)
+    return last & _keep(run_margin, run_best, best, best_margin)
 
 
 def dense_direction(model_or_direction, x, y, norm, tau):
@@ -267,19 +289,24 @@ def dense_direction(model_or_direction, x, y, norm, tau):
 ATTACKS = ("fgm", "pgd")
 
 
-def perturbation(net, x, y, attack, norm, tau, rng=None, steps=10, step_size=None, restarts=1):
+def perturbation(net, x, y, attack, norm, tau, rng=None, steps=10, step_size=None, restarts=1, units=None):
     r"""Perturbation :math:`\delta` of the named attack (``"fgm"`` or ``"pgd"``) -- the one switch
     used by adversarial training of the network and of the baselines.
 
     ``steps``, ``step_size``, ``restarts`` and ``rng`` go to :func:`pgd`
     (FGM has none), which runs here as in training so far: random starts only,
-    fixed step.  Returns ``(n, d)``.
+    fixed step.  ``units`` (a :class:`~fpsim.network.TwoLayerNet`'s
+    ``(n, m)`` buffer) receives :math:`(x + \delta) W^\top` as in :func:`pgd`.
+    Returns ``(n, d)``.
     """
     check_choice("attack", attack, ATTACKS)
     if attack == "fgm":
-        return fgm(net, x, y, norm, tau)
+        delta = fgm(net, x, y, norm, tau)
+        if units is not None:
+            net.preactivations(x + delta, out=units)
+        return delta
     return pgd(net, x, y, norm, tau, steps=steps, step_size=step_size, restarts=restarts, rng=rng,
-               zero_start=False, schedule="fixed")
+               zero_start=False, schedule="fixed", units=units)
 
 
 #: Names of the attacks of the upper end (:func:`attack_margins`), in the order ties are resolved.
@@ -476,8 +503,11 @@ class _Oracle:
         np.multiply(self.ws.u, self.minus_y, out=self.ws.u)
         return np.matmul(self.ws.u, self.net.W, out=self.ws.grad_x)
 
-    def margin(self, x_adv):
-        """Margins :math:`y f(x_{adv})` ``(n,)`` as float64."""
+    def margin(self, x_adv, units=None):
+        """Margins :math:`y f(x_{adv})` ``(n,)`` as float64 (``units``: receives the pre-activations)."""
+        if units is not None:
+            self.net._units(x_adv, self.bias, self.ws, units)
+            return self.y * self.ws.f.astype(np.float64)
         f = self.net.forward(x_adv) if self.ws is None else self.net.forward(x_adv, bias=self.bias)
         return self.y * np.asarray(f, dtype=np.float64)
 

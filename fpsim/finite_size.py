@@ -243,8 +243,9 @@ def finite_size_point(run_dir, grid=GRID, points=GRID_POINTS, n_eval=None, refin
     Parameters
     ----------
     run_dir : str or path
-        A folder written by :func:`fpsim.experiment.run_experiment` with
-        adversarial training (``adv_steps > 0``).
+        A folder written by :func:`fpsim.experiment.run_experiment`.  A run
+        without adversarial training (``adv_steps = 0``) gives the clean and
+        the ideal net only (the law's ratio and ``s_ideal``, not ``s``).
     grid : (float, float), default :data:`GRID`
         Radii span, in units of :math:`1/\sqrt k`.
     points : int, default :data:`GRID_POINTS`
@@ -258,7 +259,8 @@ def finite_size_point(run_dir, grid=GRID, points=GRID_POINTS, n_eval=None, refin
     -------
     point : dict
         ``d``, ``k``, ``threshold``, ``tau``, ``settings``; ``nets``:
-        ``{clean, adversarial, ideal}`` each with ``accuracy`` (at radius 0,
+        ``{clean, adversarial, ideal}`` (``adversarial`` only if the run has
+        it) each with ``accuracy`` (at radius 0,
         attacked end) and the output of :func:`crossing_radii` (radii ``inf``
         written as ``null``); ``rho``: the clean and the adversarial net's
         :func:`mixture_projection` (``median``, ``mean``); ``ratio``: clean
@@ -267,9 +269,8 @@ def finite_size_point(run_dir, grid=GRID, points=GRID_POINTS, n_eval=None, refin
     run_dir = os.fspath(run_dir)
     config = Config(**read_json(os.path.join(run_dir, "report.json"))["config"])
     model, nets = load_nets(run_dir, config)
-    if "adversarial" not in nets:
-        raise ValueError(f"run {run_dir}: weights.npz lacks W_clean or W_adv (adv_steps=0?); "
-                         f"finite_size_point needs both")
+    if "clean" not in nets:
+        raise ValueError(f"run {run_dir}: weights.npz lacks W_clean; finite_size_point needs a trained run")
     n_eval = config.robust_eval_size if n_eval is None else check_int("n_eval", n_eval, 1, config.eval_size)
     settings = _settings(config, grid, points, n_eval, refine)
     path = os.path.join(run_dir, RESULT_FILE)
@@ -287,7 +288,7 @@ def finite_size_point(run_dir, grid=GRID, points=GRID_POINTS, n_eval=None, refin
     taus = radius_grid(config.k, grid, points)
     point = {"d": config.d, "k": config.k, "threshold": theta, "tau": config.tau, "settings": settings,
              "nets": {}}
-    for name in NETS:
+    for name in (name for name in NETS if name in nets):
         if progress:
             print(f"[fpsim.finite_size] {run_dir}: {name} net", file=sys.stderr)
         radii = crossing_radii(nets[name], model, x, y, config.norm, taus, pgd_steps=config.pgd_steps,
@@ -295,7 +296,7 @@ def finite_size_point(run_dir, grid=GRID, points=GRID_POINTS, n_eval=None, refin
         radii["accuracy"] = radii["curve"]["upper"][0]
         point["nets"][name] = radii
     point["rho"] = {name: {key: value for key, value in mixture_projection(nets[name], model).items()
-                           if key != "rho"} for name in ("clean", "adversarial")}
+                           if key != "rho"} for name in ("clean", "adversarial") if name in nets}
     clean50 = point["nets"]["clean"]["upper"]["0.5"]
     ideal50 = point["nets"]["ideal"]["upper"]["0.5"]
     point["ratio"] = clean50 / ideal50 if 0 < ideal50 < float("inf") else float("nan")
@@ -343,7 +344,8 @@ def separation(point):
 
     :math:`s` is the factor by which the two claims are apart
     (``inf`` when the adversarial net is never certified 99 %, e.g. when its
-    clean accuracy is below 99 %).  Crossing radii are interpolated on the
+    clean accuracy is below 99 %; ``nan``, with ``holds`` ``None``, when the
+    run has no adversarial net).  Crossing radii are interpolated on the
     evaluated grid; ``witness`` is a radius actually evaluated for both nets
     where both held, if any (the direct check, without interpolation).
 
@@ -355,14 +357,18 @@ def separation(point):
     Returns
     -------
     dict
-        ``holds`` (bool), ``ratio`` :math:`s`, ``clean_1pct``, ``adversarial_99pct``,
+        ``holds`` (bool; ``None`` without an adversarial net), ``ratio`` :math:`s`,
+        ``clean_1pct``, ``adversarial_99pct``,
         ``witness`` (float or ``None``); the same with the ideal net in place of
         the adversarial one under ``ideal_ratio`` / ``ideal_holds``.
     """
     clean = point["nets"]["clean"]
     c1 = clean["upper"]["0.01"]
-    out = {"clean_1pct": c1}
+    out = {"clean_1pct": c1, "ratio": float("nan"), "holds": None, "adversarial_99pct": float("nan"),
+           "witness": None}
     for name, key in (("adversarial", ""), ("ideal", "ideal_")):
+        if name not in point["nets"]:
+            continue
         other = point["nets"][name]
         a99 = other["lower"]["0.99"]
         ratio = c1 / a99 if a99 > 0 else float("inf")

@@ -238,10 +238,33 @@ class TwoLayerNet:
     def _inputs(self, x):
         return check_array("x", x, 2, dtype=self.dtype, shape=(None, self.d))
 
-    def _units(self, x, bias, ws):
-        """Fill ``ws.f`` with f(x) and ``ws.u`` with unit slopes ds/du."""
-        np.matmul(x, self._W.T, out=ws.u)
-        kernels.soft_threshold_units(ws.u, bias, self.q, self.rho_effective, ws.f, ws.u)
+    def _units(self, x, bias, ws, units=None, given=False):
+        """Fill ``ws.f`` with f(x) and ``ws.u`` with unit slopes ds/du.
+
+        ``units`` (n, m): a buffer for the pre-activations :math:`XW^\top`, kept
+        there for the caller; with ``given=True`` it already holds them (for this
+        ``x`` and the current weights) and the product is not formed again.
+        """
+        if units is None:
+            units = ws.u
+        if not given:
+            np.matmul(x, self._W.T, out=units)
+        kernels.soft_threshold_units(units, bias, self.q, self.rho_effective, ws.f, ws.u)
+
+    def preactivations(self, x, out=None):
+        r"""Pre-activations :math:`u_{bi} = \langle w_i, x_b\rangle`, i.e. :math:`XW^\top`.
+
+        Parameters
+        ----------
+        x : (n, d) array_like
+        out : (n, m) ndarray, optional
+            Written in place (net's dtype, C-contiguous).
+
+        Returns
+        -------
+        u : (n, m) ndarray
+        """
+        return np.matmul(self._inputs(x), self._W.T, out=out)
 
     def _workspace(self, n, ws):
         if ws is None or not ws.fits(n, self.m, self.d, self.dtype):
@@ -306,9 +329,10 @@ class TwoLayerNet:
             raise ValueError("bias must be >= 0 (b_i = theta ||w_i|| or b_t, with theta, b_t >= 0)")
         return bias
 
-    def _coefficients(self, x, y, bias, ws):
-        """Per-example :math:`\\partial \\ell_b/\\partial u_{bi}` into ``ws.u``; returns summed loss."""
-        self._units(x, bias, ws)
+    def _coefficients(self, x, y, bias, ws, units=None):
+        """Per-example :math:`\\partial \\ell_b/\\partial u_{bi}` into ``ws.u`` (``units``: the given
+        pre-activations of ``x``); returns summed loss."""
+        self._units(x, bias, ws, units, given=units is not None)
         return kernels.logistic_loss_coefficients(ws.f, y, ws.u)
 
     def loss(self, x, y, weight_decay=0.0, bias=None):
@@ -380,7 +404,7 @@ class TwoLayerNet:
             np.matmul(ws.u, self._W, out=ws.grad_x)
         return ws.grad_x
 
-    def sgd_step(self, x, y, lr, weight_decay=0.0, bias=None, workspace=None):
+    def sgd_step(self, x, y, lr, weight_decay=0.0, bias=None, workspace=None, units=None):
         r"""One SGD step on ``W`` in place; returns the batch's mean loss before it.
 
         .. math::
@@ -405,6 +429,11 @@ class TwoLayerNet:
         bias : (m,) array_like, optional
             Biases to hold fixed (default: the current schedule's).
         workspace : Workspace, optional
+        units : (n, m) ndarray, optional
+            The pre-activations :math:`XW^\top` of ``x`` at the current
+            weights, when the caller has them (an attack's last evaluation,
+            :func:`fpsim.attacks.pgd`'s ``units``): the step then skips that
+            product.  Read, not modified; its values are the caller's promise.
 
         Returns
         -------
@@ -417,7 +446,9 @@ class TwoLayerNet:
         lr = check_float("lr", lr, 0, closed=(False, True))
         lam = check_float("weight_decay", weight_decay, 0)
         ws = self._workspace(n, workspace)
-        loss = self._coefficients(x, y, self._bias_or(bias), ws) / n
+        if units is not None:
+            units = check_array("units", units, 2, dtype=self.dtype, shape=(n, self.m))
+        loss = self._coefficients(x, y, self._bias_or(bias), ws, units) / n
         if lam > 0:
             loss += 0.5 * lam * float(np.vdot(self._W, self._W))
         if ws.find_active():

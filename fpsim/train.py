@@ -68,9 +68,12 @@ class DenseStep:
         self.net = net
         self.ws = Workspace(batch, net.m, net.d, net.dtype)
 
-    def step(self, x, y, z, lr, weight_decay):
-        """One SGD step; returns the batch's mean loss (before the step)."""
-        return self.net.sgd_step(x, y, lr, weight_decay, workspace=self.ws)
+    def step(self, x, y, z, lr, weight_decay, units=None):
+        """One SGD step; returns the batch's mean loss (before the step).
+
+        ``units``: the pre-activations :math:`XW^\top` of ``x``, when the attack left them.
+        """
+        return self.net.sgd_step(x, y, lr, weight_decay, workspace=self.ws, units=units)
 
     def weights(self):
         return self.net.W
@@ -279,6 +282,9 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
         Names the random stream of the batches, so the phases never share data.
     perturb : callable, optional
         ``perturb(net, x, y, rng) -> x_adv``: the attack of adversarial training.
+        It may return ``(x_adv, units)`` instead, with ``units`` the
+        pre-activations :math:`X_{adv} W^\top` of ``net`` (an attack's last
+        evaluation); the default (dense) stepper then skips that product.
     evaluate : callable, optional
         ``evaluate(net, x_eval, y_eval) -> dict`` of extra history entries.
     path : {"auto", "dense", "dictionary"}
@@ -369,9 +375,13 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
     last_print = clock
     for t in range(start, steps):
         x, y, z = data.batch(batch, inputs=stepper.needs_inputs)
+        units = None
         if perturb is not None:
             x = perturb(net, x, y, attack_rng)
-        loss_sum += stepper.step(x, y, z, lr, weight_decay)
+            if isinstance(x, tuple):  # (x_adv, its pre-activations): the step reuses them
+                x, units = x
+        loss_sum += (stepper.step(x, y, z, lr, weight_decay) if units is None
+                     else stepper.step(x, y, z, lr, weight_decay, units=units))
         loss_count += 1
         net.step += 1
         done = t + 1
@@ -512,9 +522,17 @@ def train_adversarial(net, model, steps, batch, lr, attack="pgd", norm=2, tau=No
     seed = validate_parameter("seed", kwargs.get("seed", 0))
     extra = kwargs.pop("evaluate", None)
 
+    buffers = []  # the (batch, m) pre-activations the attack leaves for the full-W step
+
     def perturb(net, x, y, rng):
-        return x + perturbation(net, x, y, attack, norm, tau, rng=rng, steps=attack_steps,
-                                step_size=attack_step_size, restarts=restarts)
+        units = None
+        if rank is None:  # the low-rank step forms its own products
+            if not buffers or buffers[0].shape[0] != x.shape[0]:
+                buffers[:] = [np.empty((x.shape[0], net.m), net.dtype)]
+            units = buffers[0]
+        x_adv = x + perturbation(net, x, y, attack, norm, tau, rng=rng, steps=attack_steps,
+                                 step_size=attack_step_size, restarts=restarts, units=units)
+        return x_adv if units is None else (x_adv, units)
 
     def evaluate(net, x_eval, y_eval):
         # PGD starts seeded by (seed, step): the history is the same after a resume.

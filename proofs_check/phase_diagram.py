@@ -77,7 +77,7 @@ COLUMNS = ("d", "k", "c", "clean_acc", "adv_acc", "rho", "sqrt_k_rho", "clean_up
            "clean_up01", "adv_lo99", "adv_up99", "ideal_lo99", "s", "s_ideal", "holds")
 
 
-def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None):
+def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None, adversarial=True):
     r"""The :class:`~fpsim.config.Config` of grid cell :math:`(d, c)`.
 
     :math:`k = \mathrm{round}(d^c)` (at least 1, below :math:`d`), :math:`m = 2d`,
@@ -85,7 +85,10 @@ def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None):
     ``steps_per_atom * d / k``, adversarial steps half of that, no C6
     baselines and no extra low-rank or FGM adversarial runs, the report's own
     curve reduced to 3 points.  ``steps_per_atom``
-    overrides the mode's value.
+    overrides the mode's value; ``adversarial=False``: no adversarial phase
+    (the cell then gives the clean and the ideal net, hence :math:`R` and
+    ``s_ideal``; adversarial training is the one phase whose cost grows like
+    :math:`d^2` per step, so this reaches larger :math:`d` here).
     """
     s = QUICK if quick else FULL
     k = float(max(1, round(d ** c)))
@@ -95,7 +98,8 @@ def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None):
     clean_steps = max(1, int(round(per_atom * d / k)))
     root = math.sqrt(k)
     return preset(base, d=int(d), k=k, m=2 * int(d), threshold=0.6 / root, tau=0.4 / root,
-                  clean_steps=clean_steps, adv_steps=max(1, clean_steps // 2), baseline_steps=0,
+                  clean_steps=clean_steps, adv_steps=max(1, clean_steps // 2) if adversarial else 0,
+                  baseline_steps=0,
                   lowrank_ranks=None, fgm_check=False,
                   eval_size=s["eval_size"], robust_eval_size=s["robust_eval_size"], pgd_steps=s["pgd_steps"],
                   restarts=s["restarts"], curve_points=3, seed=seed)
@@ -105,12 +109,13 @@ def row_of(c, point):
     """One table row (a dict over :data:`COLUMNS`) from a :func:`finite_size_point` result."""
     sep = separation(point)
     nets = point["nets"]
+    adv = nets.get("adversarial", {"accuracy": float("nan"), "upper": {"0.99": float("nan")}})
     return {"d": point["d"], "k": point["k"], "c": c,
-            "clean_acc": nets["clean"]["accuracy"], "adv_acc": nets["adversarial"]["accuracy"],
+            "clean_acc": nets["clean"]["accuracy"], "adv_acc": adv["accuracy"],
             "rho": point["rho"]["clean"]["median"], "sqrt_k_rho": point["sqrt_k_rho"],
             "clean_up50": nets["clean"]["upper"]["0.5"], "ideal_up50": nets["ideal"]["upper"]["0.5"],
             "R": point["ratio"], "clean_up01": sep["clean_1pct"], "adv_lo99": sep["adversarial_99pct"],
-            "adv_up99": nets["adversarial"]["upper"]["0.99"], "ideal_lo99": sep["ideal_99pct"],
+            "adv_up99": adv["upper"]["0.99"], "ideal_lo99": sep["ideal_99pct"],
             "s": sep["ratio"], "s_ideal": sep["ideal_ratio"], "holds": sep["holds"]}
 
 
@@ -160,7 +165,7 @@ def _fmt(value):
     if isinstance(value, (int, np.integer)):
         return str(value)
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "nan"
+        return "n/a"
     if value == float("inf"):
         return "inf"
     return f"{value:.3g}"
@@ -175,7 +180,8 @@ def render(rows, fitted):
               "suffix = accuracy level "
               "(50, 01 = 1 %, 99). R = clean_up50 / ideal_up50; s = clean_up01 / adv_lo99 "
               "(C2 and C3 hold at one radius iff s < 1); s_ideal = clean_up01 / ideal_lo99; "
-              "0 = below the level already at radius 0, inf = not crossed up to 4/sqrt(k).",
+              "0 = below the level already at radius 0, inf = not crossed up to 4/sqrt(k); "
+              "n/a = no adversarial net in the cell (--no-adversarial).",
               "",
               f"Fit log R = a + slope log(sqrt(k) rho): slope {_fmt(fitted['slope'])} (predicted "
               f"{PREDICTED:g}) over {fitted['points']} points, sqrt(k) rho spanning x{_fmt(fitted['span'])}",
@@ -213,7 +219,7 @@ def plot(path, rows, fitted, ds, exponents):
     for i, c in enumerate(exponents):
         for j, d in enumerate(ds):
             r = cells.get((d, c))
-            if r is not None:
+            if r is not None and not math.isnan(r["s"]):  # nan: no adversarial net, left blank
                 grid[i, j] = np.log10(r["s"]) if np.isfinite(r["s"]) and r["s"] > 0 else 2.0
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(11, 4.5))
     bound = max(0.5, float(np.nanmax(np.abs(grid))) if np.isfinite(grid).any() else 1.0)
@@ -224,8 +230,8 @@ def plot(path, rows, fitted, ds, exponents):
             r = cells.get((d, c))
             if r is None:
                 continue
-            ax.text(j, i, f"k={r['k']:g}\ns={_fmt(r['s'])}\nR={_fmt(r['R'])}", ha="center", va="center",
-                    fontsize=8)
+            ax.text(j, i, f"k={r['k']:g}\ns={_fmt(r['s'])}\ns_ideal={_fmt(r['s_ideal'])}\nR={_fmt(r['R'])}",
+                    ha="center", va="center", fontsize=7)
             if r["holds"]:
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, ec="limegreen", lw=3))
     ax.set_xticks(range(len(ds)), [str(d) for d in ds])
@@ -257,7 +263,7 @@ def plot(path, rows, fitted, ds, exponents):
 
 
 def run(ds, exponents, out, client=None, quick=False, base="paper", seed=0, steps_per_atom=None,
-        progress=True):
+        progress=True, adversarial=True):
     """Run the grid, measure every cell, fit, write ``phase.csv/md/json/png`` into ``out``.
 
     Parameters
@@ -270,7 +276,7 @@ def run(ds, exponents, out, client=None, quick=False, base="paper", seed=0, step
         Output folder (one sub-folder per cell; a rerun reuses finished cells).
     client : dask.distributed.Client, optional
         Run the cells and their measurements as tasks of this client.
-    quick, base, seed, steps_per_atom
+    quick, base, seed, steps_per_atom, adversarial
         As :func:`config_for`.
     progress : bool, default True
 
@@ -289,7 +295,8 @@ def run(ds, exponents, out, client=None, quick=False, base="paper", seed=0, step
     ds, exponents = sorted(set(ds)), sorted(set(exponents))
     settings = QUICK if quick else FULL
     clock = time.perf_counter()
-    cells = {(d, c): config_for(d, c, base, quick, seed, steps_per_atom) for d in ds for c in exponents}
+    cells = {(d, c): config_for(d, c, base, quick, seed, steps_per_atom, adversarial)
+             for d in ds for c in exponents}
     names = {}
     for (d, c), config in cells.items():
         name = f"d{d}-k{config.k:g}"
@@ -343,6 +350,9 @@ def main(argv=None):
     parser.add_argument("--steps-per-atom", type=float, default=None,
                         help=f"clean SGD steps per atom, times d/k "
                              f"[{STEPS_PER_ATOM}; --quick: {QUICK['steps_per_atom']}]")
+    parser.add_argument("--no-adversarial", dest="adversarial", action="store_false",
+                        help="clean and ideal nets only (R and s_ideal, no s): skips adversarial training, "
+                             "whose per-step cost grows like d^2")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
@@ -355,7 +365,7 @@ def main(argv=None):
     try:  # every config is validated before any run starts
         for d in args.d:
             for c in args.k_exponents:
-                config_for(d, c, args.preset, args.quick, args.seed, args.steps_per_atom)
+                config_for(d, c, args.preset, args.quick, args.seed, args.steps_per_atom, args.adversarial)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
     client = None
@@ -369,7 +379,7 @@ def main(argv=None):
     try:
         rows, fitted, text, figure = run(args.d, args.k_exponents, args.out, client=client, quick=args.quick,
                                          base=args.preset, seed=args.seed, steps_per_atom=args.steps_per_atom,
-                                         progress=not args.quiet)
+                                         progress=not args.quiet, adversarial=args.adversarial)
     finally:
         if client is not None:
             client.close()

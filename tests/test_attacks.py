@@ -235,3 +235,27 @@ def test_new_attack_breaks_at_least_as_many_examples_as_the_old_one_on_a_clean_n
     new = attack_margin(net, x, y, norm, tau, pgd_steps=20, restarts=2, rng=0)
     assert 0 < np.sum(old <= 0) <= np.sum(new <= 0)
     assert np.mean(new) < np.mean(old)
+
+
+@pytest.mark.parametrize("schedule, restarts, zero_start", [("fixed", 1, False), ("fixed", 3, False),
+                                                             ("apgd", 2, True)])
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pgd_units_are_the_preactivations_at_the_returned_perturbation(schedule, restarts, zero_start, norm, dtype):
+    net, x, y = _problem(5, n=60, dtype=dtype)
+    kw = dict(steps=6, restarts=restarts, zero_start=zero_start, schedule=schedule)
+    plain = pgd(net, x, y, norm, 0.6, rng=np.random.default_rng(2), **kw)
+    units = np.full((len(x), net.m), np.nan, dtype)
+    delta = pgd(net, x, y, norm, 0.6, rng=np.random.default_rng(2), units=units, **kw)
+    np.testing.assert_array_equal(delta, plain)          # asking for the units changes nothing else
+    np.testing.assert_allclose(units, net.preactivations(x + delta), rtol=0, atol=8 * np.finfo(dtype).eps)
+
+
+def test_pgd_units_need_a_two_layer_net_and_the_right_buffer():
+    net, x, y = _problem(0)
+    with pytest.raises(TypeError, match="units"):
+        pgd(Wrapped(net), x, y, 2, 0.1, units=np.empty((len(x), net.m)))
+    with pytest.raises(ValueError, match="units"):
+        pgd(net, x, y, 2, 0.1, units=np.empty((len(x), net.m + 1)))
+    with pytest.raises(ValueError, match="units"):
+        pgd(net, x, y, 2, 0.1, units=np.empty((len(x), net.m), np.float32))

@@ -190,12 +190,34 @@ def test_phase_diagram_on_a_dask_client_reuses_the_cells(phase_out):
     assert fitted["verdict"] == "UNDECIDED"
 
 
-def test_finite_size_point_refuses_a_run_without_adversarial_weights(run_dir, tmp_path):
+def test_a_run_without_adversarial_weights_gives_the_clean_and_ideal_nets(run_dir, tmp_path):
     import shutil
     folder = tmp_path / "noadv"
     shutil.copytree(run_dir, folder)
     with np.load(folder / "weights.npz") as saved:
         np.savez(folder / "weights.npz", W_clean=saved["W_clean"])
     (folder / finite_size.RESULT_FILE).unlink(missing_ok=True)
-    with pytest.raises(ValueError, match="W_adv"):
+    point = finite_size_point(str(folder), points=7)
+    full = finite_size_point(run_dir, points=7)
+    assert set(point["nets"]) == {"clean", "ideal"} and set(point["rho"]) == {"clean"}
+    for name in ("clean", "ideal"):  # the same nets, the same examples: the same radii as the full run
+        assert point["nets"][name]["upper"] == full["nets"][name]["upper"]
+    sep = separation(point)
+    assert sep["holds"] is None and math.isnan(sep["ratio"]) and sep["witness"] is None
+    assert sep["ideal_ratio"] == separation(full)["ideal_ratio"]
+    row = phase_diagram.row_of(0.33, point)
+    assert math.isnan(row["s"]) and math.isnan(row["adv_acc"]) and row["R"] == full["ratio"]
+    os.remove(folder / "weights.npz")
+    np.savez(folder / "weights.npz", W_adv=np.zeros((64, 32)))
+    with pytest.raises(ValueError, match="W_clean"):
         finite_size_point(str(folder))
+
+
+def test_phase_diagram_without_adversarial_training(tmp_path):
+    out = tmp_path / "phase"
+    rows, fitted, text, _ = phase_diagram.run([24], [0.33], str(out), quick=True, steps_per_atom=5,
+                                              progress=False, adversarial=False)
+    assert len(rows) == 1 and rows[0]["holds"] is None and math.isfinite(rows[0]["s_ideal"])
+    assert "n/a" in text
+    with np.load(out / "d24-k3" / "weights.npz") as saved:
+        assert "W_adv" not in saved

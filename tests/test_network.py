@@ -177,6 +177,21 @@ def test_sparse_backward_equals_dense_backward(monkeypatch, act, dtype):
         np.testing.assert_allclose(results[1.0][key], dense, **tol, err_msg=key)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sgd_step_with_given_preactivations_is_the_same_step(dtype):
+    rng = np.random.default_rng(4)
+    net = TwoLayerNet(rng.standard_normal((30, 10)).astype(dtype), threshold=0.5)
+    x, y = rng.standard_normal((16, 10)).astype(dtype), rng.choice([-1, 1], 16)
+    units = net.preactivations(x)
+    kept = units.copy()
+    given, formed = net.copy(), net.copy()
+    assert given.sgd_step(x, y, 0.3, 0.01, units=units) == formed.sgd_step(x, y, 0.3, 0.01)
+    np.testing.assert_array_equal(given.W, formed.W)
+    np.testing.assert_array_equal(units, kept)  # read, not modified
+    with pytest.raises(ValueError, match="units"):
+        net.sgd_step(x, y, 0.3, units=units[:, :5])
+
+
 def test_sparse_path_is_chosen_by_the_active_fraction():
     from fpsim.network import Workspace
     rng = np.random.default_rng(0)

@@ -62,6 +62,24 @@ def test_history_and_determinism(attack, norm):
     assert not np.array_equal(first.W, net.W)
 
 
+@pytest.mark.parametrize("attack, norm", [("pgd", 2), ("pgd", "inf"), ("fgm", 2)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_reusing_the_attacks_preactivations_gives_the_same_training(attack, norm, dtype):
+    """train_adversarial hands the attack's last pre-activations to the step; forming them again agrees."""
+    from fpsim.attacks import perturbation
+    model = SparseCodingModel(16, 2, margin=0.3, seed=1)
+    net = TwoLayerNet.random(12, 16, threshold=0.3, seed=2, sigma0=0.1, dtype=dtype)
+    kwargs = dict(steps=30, batch=8, lr=0.3, eval_size=40, record_every=30, seed=3)
+    reused, _ = train_adversarial(net, model, attack=attack, norm=norm, tau=0.1, robust_eval_size=30, **kwargs)
+
+    def perturb(net, x, y, rng):
+        return x + perturbation(net, x, y, attack, norm, 0.1, rng=rng, steps=5)
+
+    formed, _ = run_sgd(net, model, phase="adversarial", perturb=perturb, **kwargs)
+    assert not np.array_equal(reused.W, net.W)
+    np.testing.assert_allclose(reused.W, formed.W, rtol=0, atol=1e3 * np.finfo(dtype).eps)
+
+
 @pytest.mark.parametrize("rank", [None, 2])
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path, rank):
     model, net = _small()
