@@ -111,3 +111,15 @@ def test_orthonormal_basis_is_orthonormal_to_float64():
     Q = orthonormal_basis(M, 50)
     np.testing.assert_allclose(Q.T @ Q, np.eye(50), atol=1e-13)
     assert np.abs(Q - M).max() < 1e-5
+
+
+def test_orthonormal_basis_is_kept_for_the_same_dictionary_only():
+    M = SparseCodingModel(30, 3, seed=2).dictionary
+    first = orthonormal_basis(M, 30)
+    assert orthonormal_basis(M.copy(), 30) is first          # same bytes: the SVD is not repeated
+    other = M.copy()
+    other[0, 0] += 1e-3
+    changed = orthonormal_basis(other, 30)
+    assert changed is not first and np.abs(changed - first).max() > 1e-5
+    assert not changed.flags.writeable
+    assert orthonormal_basis(M.astype(np.float32), 30) is not first  # dtype is part of the key
