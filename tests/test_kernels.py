@@ -219,10 +219,11 @@ def test_active_pairs_gives_up_above_capacity(rng):
     assert _pairs(np.zeros((40, 30)), 0)[0] == 0
 
 
+@pytest.mark.parametrize("density", [0.3, 0.9])  # 0.9: lists longer than four, both loops of add_scaled_rows
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("beta", [0.0, 1.0, 0.9])
-def test_csc_rows_update_is_the_transposed_product(rng, dtype, beta):
-    coef = _sparse_coefficients(rng, 12, 9, 0.3, dtype)
+def test_csc_rows_update_is_the_transposed_product(rng, dtype, beta, density):
+    coef = _sparse_coefficients(rng, 12, 9, density, dtype)
     x = rng.standard_normal((12, 7)).astype(dtype)
     out = rng.standard_normal((9, 7)).astype(dtype)
     expected = (0.0 if beta == 0 else beta * out.astype(np.float64)) - 0.3 * coef.T.astype(np.float64) @ x
@@ -233,9 +234,10 @@ def test_csc_rows_update_is_the_transposed_product(rng, dtype, beta):
     np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("density", [0.3, 0.9])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_csr_rows_times_is_the_product(rng, dtype):
-    coef = _sparse_coefficients(rng, 12, 9, 0.3, dtype)
+def test_csr_rows_times_is_the_product(rng, dtype, density):
+    coef = _sparse_coefficients(rng, 12, 9, density, dtype)
     W = rng.standard_normal((9, 7)).astype(dtype)
     out = np.full((12, 7), np.nan, dtype)
     _, (row_ptr, col, row_val, _, _, _) = _pairs(coef)
