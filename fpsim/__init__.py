@@ -1,5 +1,6 @@
 """fpsim: a numerical laboratory for the feature-purification theory of adversarial training."""
 from ._version import __version__  # noqa: F401
+from . import _threads  # noqa: F401,E402  (first: sets the OpenMP wait policy before numba's pool starts)
 
 from .data import SparseCodingModel, TrainingData  # noqa: E402
 from .network import Threshold, TwoLayerNet  # noqa: E402

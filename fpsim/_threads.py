@@ -16,6 +16,19 @@ the same command on the same machine always uses the same thread count (BLAS
 results depend on it in the last bits, see below).
 ``--threads`` on the command line overrides all of this.
 
+Two thread pools take turns in every training step: OpenBLAS's (the dense
+products) and numba's (the element-wise and sparse kernels, on GNU OpenMP).
+By default OpenMP's idle threads spin for a while after each parallel loop,
+on the cores the next BLAS call needs: with 2 threads each on 2 cores the
+adversarial step took 182 ms instead of 101 ms at d = 1000, m = 4000, and
+44 ms instead of 15 ms at d = 400 (``benchmarks/README.md``).  So importing
+fpsim sets ``OMP_WAIT_POLICY=PASSIVE`` (idle OpenMP threads sleep) unless the
+environment already sets it; GNU OpenMP reads it when numba first starts its
+pool, which is after this import unless a numba parallel kernel ran before.
+It applies to every GNU OpenMP library loaded later in the process (torch's
+too); numba's parallel kernels themselves lost nothing measurable (100 ms
+with 2 numba and 2 BLAS threads, 102 ms with 1 numba thread).
+
 numba kernels split their work by output row (no reduction is shared between
 threads), so their results do not depend on the numba thread count
 (``tests/test_kernels.py`` checks bit-identical runs with 1 and 2 threads).
@@ -30,6 +43,8 @@ import os
 
 import numba
 from threadpoolctl import threadpool_limits
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def available_cores():

@@ -1,4 +1,6 @@
 """The numba kernels against plain NumPy transcriptions of their equations, and determinism."""
+import os
+
 import numba
 import numpy as np
 import pytest
@@ -265,3 +267,15 @@ def test_default_threads_honours_the_environment_and_the_affinity_mask(monkeypat
         default_threads()
     with pytest.raises(ValueError, match="workers"):
         default_threads(workers=0)
+
+
+@pytest.mark.parametrize("preset, expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_importing_fpsim_makes_idle_openmp_threads_sleep_unless_told_otherwise(preset, expected):
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset is not None:
+        env["OMP_WAIT_POLICY"] = preset
+    out = subprocess.run([sys.executable, "-c", "import os, fpsim; print(os.environ['OMP_WAIT_POLICY'])"],
+                         env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert out == expected
