@@ -335,8 +335,8 @@ def separation(point):
     With :math:`r^{\rm clean}_{1\%}` the radius where the clean net's
     *attacked* robust accuracy falls below 1 % and :math:`r^{\rm adv}_{99\%}`
     the radius where the adversarial net's *certified* robust accuracy falls
-    below 99 %, C2 (clean robust < 1 %) and C3 (adversarial certified > 99 %)
-    hold together at some :math:`\tau` in between iff
+    below 99 %, C2 (clean accuracy > 99 % and clean robust < 1 %) and C3
+    (adversarial certified > 99 %) hold together at some :math:`\tau` in between iff
 
     .. math::
 
@@ -344,7 +344,8 @@ def separation(point):
 
     :math:`s` is the factor by which the two claims are apart
     (``inf`` when the adversarial net is never certified 99 %, e.g. when its
-    clean accuracy is below 99 %; ``nan``, with ``holds`` ``None``, when the
+    clean accuracy is below 99 %, and when the clean net's accuracy is not
+    above 99 %, so that C2 holds at no radius; ``nan``, with ``holds`` ``None``, when the
     run has no adversarial net).  Crossing radii are interpolated on the
     evaluated grid; ``witness`` is a radius actually evaluated for both nets
     where both held, if any (the direct check, without interpolation).
@@ -363,7 +364,8 @@ def separation(point):
         the adversarial one under ``ideal_ratio`` / ``ideal_holds``.
     """
     clean = point["nets"]["clean"]
-    c1 = clean["upper"]["0.01"]
+    # C2 also asks for clean accuracy > 0.99: an untrained clean net is "not robust" at every radius
+    c1 = clean["upper"]["0.01"] if clean["curve"]["upper"][0] > 0.99 else float("inf")
     out = {"clean_1pct": c1, "ratio": float("nan"), "holds": None, "adversarial_99pct": float("nan"),
            "witness": None}
     for name, key in (("adversarial", ""), ("ideal", "ideal_")):
@@ -385,6 +387,8 @@ def separation(point):
 def _witness(clean_curve, adv_curve):
     """Smallest radius evaluated for both nets with clean attacked < 1 % and adversarial certified > 99 %."""
     clean = dict(zip(clean_curve["taus"], clean_curve["upper"]))
+    if clean_curve["upper"][0] <= 0.99:  # C2 needs clean accuracy > 0.99
+        return None
     for tau, lower in zip(adv_curve["taus"], adv_curve["lower"]):
         if tau in clean and clean[tau] < 0.01 and lower > 0.99:
             return float(tau)

@@ -129,6 +129,10 @@ def test_separation_on_a_synthetic_point():
     assert not sep["ideal_holds"] and sep["ideal_ratio"] == pytest.approx(1.8)
     point["nets"]["adversarial"]["lower"]["0.99"] = 0.0
     assert separation(point)["ratio"] == float("inf") and not separation(point)["holds"]
+    point["nets"]["adversarial"]["lower"]["0.99"] = 0.3
+    point["nets"]["clean"]["curve"] = dict(curve, upper=[0.9, 0.005, 0.0])   # clean net below 99 %: no C2
+    sep = separation(point)
+    assert sep["ratio"] == sep["ideal_ratio"] == float("inf") and not sep["holds"] and sep["witness"] is None
 
 
 def test_phase_fit_verdicts():
