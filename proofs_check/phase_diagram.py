@@ -180,7 +180,8 @@ def render(rows, fitted):
               "suffix = accuracy level "
               "(50, 01 = 1 %, 99). R = clean_up50 / ideal_up50; s = clean_up01 / adv_lo99 "
               "(C2 and C3 hold at one radius iff s < 1); s_ideal = clean_up01 / ideal_lo99; "
-              "0 = below the level already at radius 0, inf = not crossed up to 4/sqrt(k); "
+              "0 = below the level already at radius 0, inf = not crossed up to 4/sqrt(k) (clean_up01, s, "
+              "s_ideal: also when the clean accuracy is <= 0.99, where C2 holds nowhere); "
               "n/a = no adversarial net in the cell (--no-adversarial).",
               "",
               f"Fit log R = a + slope log(sqrt(k) rho): slope {_fmt(fitted['slope'])} (predicted "
