@@ -238,17 +238,18 @@ class TwoLayerNet:
     def _inputs(self, x):
         return check_array("x", x, 2, dtype=self.dtype, shape=(None, self.d))
 
-    def _units(self, x, bias, ws, units=None, given=False):
+    def _units(self, x, bias, ws, units=None):
         """Fill ``ws.f`` with f(x) and ``ws.u`` with unit slopes ds/du.
 
-        ``units`` (n, m): a buffer for the pre-activations :math:`XW^\top`, kept
-        there for the caller; with ``given=True`` it already holds them (for this
-        ``x`` and the current weights) and the product is not formed again.
+        ``units`` (n, m): a buffer that receives the pre-activations :math:`XW^\top`
+        and keeps them for the caller (default: ``ws.u``, overwritten by the slopes).
         """
-        if units is None:
-            units = ws.u
-        if not given:
-            np.matmul(x, self._W.T, out=units)
+        units = ws.u if units is None else units
+        np.matmul(x, self._W.T, out=units)
+        self._activate(units, bias, ws)
+
+    def _activate(self, units, bias, ws):
+        """Fill ``ws.f`` and ``ws.u`` (slopes) from pre-activations ``units`` already formed."""
         kernels.soft_threshold_units(units, bias, self.q, self.rho_effective, ws.f, ws.u)
 
     def preactivations(self, x, out=None):
@@ -284,9 +285,8 @@ class TwoLayerNet:
         -------
         f : (n,) ndarray
         """
-        x = self._inputs(x)
-        u = x @ self._W.T  # no workspace: the backward buffers are not needed here
-        f = np.empty(x.shape[0], self.dtype)
+        u = self.preactivations(x)  # no workspace: the backward buffers are not needed here
+        f = np.empty(u.shape[0], self.dtype)
         kernels.soft_threshold_units(u, self._bias_or(bias), self.q, self.rho_effective, f, u)
         return f
 
@@ -332,7 +332,10 @@ class TwoLayerNet:
     def _coefficients(self, x, y, bias, ws, units=None):
         """Per-example :math:`\\partial \\ell_b/\\partial u_{bi}` into ``ws.u`` (``units``: the given
         pre-activations of ``x``); returns summed loss."""
-        self._units(x, bias, ws, units, given=units is not None)
+        if units is None:
+            self._units(x, bias, ws)
+        else:
+            self._activate(units, bias, ws)
         return kernels.logistic_loss_coefficients(ws.f, y, ws.u)
 
     def loss(self, x, y, weight_decay=0.0, bias=None):

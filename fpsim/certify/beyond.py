@@ -63,12 +63,13 @@ def orthonormal_basis(dictionary, d):
         return np.eye(d)
     dictionary = np.ascontiguousarray(dictionary)
     key = (dictionary.shape, dictionary.dtype.str, hashlib.blake2b(dictionary, digest_size=16).digest())
-    if _BASIS_CACHE.get("key") != key:
+    entry = _BASIS_CACHE.get("last")  # one (key, basis) pair, read and replaced whole (threads may share it)
+    if entry is None or entry[0] != key:
         left, _, right = np.linalg.svd(dictionary.astype(np.float64))
         basis = left @ right
         basis.flags.writeable = False
-        _BASIS_CACHE.update(key=key, basis=basis)
-    return _BASIS_CACHE["basis"]
+        entry = _BASIS_CACHE["last"] = (key, basis)
+    return entry[1]
 
 
 _BASIS_CACHE = {}
