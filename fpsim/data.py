@@ -52,6 +52,44 @@ def make_dictionary(d, kind, rng):
     return q * np.where(np.diag(r) < 0, -1.0, 1.0)
 
 
+def mean_square_norm(k, magnitude, noise=0.0):
+    r"""Expected squared input norm :math:`E\|x\|^2`, before a label margin's redraws.
+
+    .. math::
+
+        E\|x\|^2 = k\, E\big[\min(U/\sqrt k, 1)^2\big] + \sigma_\xi^2,
+        \qquad U \sim \mathcal U[a, b]
+
+    (``k`` non-zero coordinates on average under either support law, and the
+    noise :math:`\xi \sim \mathcal N(0, \sigma_\xi^2/d\, I)` adds
+    :math:`\sigma_\xi^2`).  A margin :math:`\gamma` keeps only codes with
+    :math:`|\langle w^*, z\rangle| \ge \gamma` and so shifts this somewhat upward.
+
+    Parameters
+    ----------
+    k : float
+        Expected number of non-zero code coordinates, ``k >= 1``.
+    magnitude : (float, float)
+        Range ``[a, b]`` of ``U``, ``0 < a <= b``.
+    noise : float, default 0.0
+        :math:`\sigma_\xi \ge 0`.
+
+    Returns
+    -------
+    float
+    """
+    k = check_float("k", k, 1)
+    low, high = check_pair("magnitude", magnitude, 0.0)
+    noise = check_float("noise", noise, 0)
+    root = np.sqrt(k)
+    if high == low:
+        square = min(low / root, 1.0) ** 2
+    else:  # the integral of min(u/sqrt(k), 1)^2 over [a, b], split where u/sqrt(k) reaches 1
+        knee = min(max(root, low), high)
+        square = ((knee ** 3 - low ** 3) / (3 * k) + (high - knee)) / (high - low)
+    return float(k * square + noise ** 2)
+
+
 class SparseCodingModel:
     r"""Sparse-coding binary classification model, a distribution to sample from.
 

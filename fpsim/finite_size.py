@@ -38,7 +38,7 @@ import numpy as np
 from ._io import atomic_write_json, read_json
 from ._validation import check_array, check_choice, check_float, check_int, check_labels
 from .certify import critical_radius, refined_curve
-from .data import SparseCodingModel
+from .data import SparseCodingModel, mean_square_norm
 from .config import Config, eval_set
 from .experiment import load_nets
 from .metrics import dictionary_view
@@ -55,6 +55,8 @@ REFINE_POINTS = 3
 RESULT_FILE = "finite_size.json"
 #: Nets measured by :func:`finite_size_point`.
 NETS = ("clean", "adversarial", "ideal")
+#: Start of a clean threshold ramp in units of the random level (:func:`start_threshold`).
+START_LEVEL = 3.5
 
 
 def ideal_net(model, threshold, kind="relative", activation="relu", q=2.0, rho=0.1):
@@ -99,6 +101,48 @@ def ideal_net(model, threshold, kind="relative", activation="relu", q=2.0, rho=0
     kind = check_choice("kind", kind, THRESHOLD_KINDS)
     W = (model.dictionary * model.w_star[None, :]).T.astype(model.dtype)
     return TwoLayerNet(W, threshold=Threshold(threshold, kind=kind), activation=activation, q=q, rho=rho)
+
+
+def start_threshold(config, level=START_LEVEL):
+    r"""Where a clean threshold ramp starts so that training can begin: ``level`` times the random level.
+
+    A random unit direction :math:`\hat w` projects an input to
+    :math:`\langle \hat w, x\rangle \approx \mathcal N(0, E\|x\|^2/d)`, so at
+    initialisation (any :math:`\sigma_0`: the relative threshold is scale-free)
+    a unit fires on a fraction :math:`P(|\mathcal N(0,1)| > \theta\sqrt{d/E\|x\|^2})`
+    of the inputs.  For :math:`\theta = 0.6/\sqrt k` that is
+    :math:`\approx P(|\mathcal N| > 0.55\sqrt{d/k})`: nothing fires when
+    :math:`d/k` is large, there is no gradient and the net never trains.  Starting at
+
+    .. math::
+
+        \theta_0 = \min\Big(\theta,\ \ell\, \sqrt{E\|x\|^2/d}\Big)
+
+    (:math:`\ell` = ``level``; 3.5 fires :math:`\approx 10^{-3}` of the pairs) keeps
+    :math:`\theta_0` above the random level, where units still learn one atom
+    each (MODEL.md §3: dense units below about 3 times it), and a ramp to
+    :math:`\theta` then narrows them (``docs/finite-size.md``).
+
+    Parameters
+    ----------
+    config : Config
+        Supplies ``d``, ``k``, ``magnitude``, ``noise`` and the final
+        threshold ``threshold_end`` (or ``threshold`` when unset).
+    level : float, default START_LEVEL
+        :math:`\ell > 0`, in units of the random level.
+
+    Returns
+    -------
+    float
+        :math:`\theta_0`; equal to :math:`\theta` when :math:`\theta` is
+        already within reach at initialisation.
+    """
+    if not isinstance(config, Config):
+        raise TypeError(f"config must be a Config, got {type(config).__name__}")
+    level = check_float("level", level, 0, closed=(False, True))
+    theta = config.threshold if config.threshold_end is None else config.threshold_end
+    random_level = math.sqrt(mean_square_norm(config.k, config.magnitude, config.noise) / config.d)
+    return float(min(theta, level * random_level))
 
 
 def radius_grid(k, grid=GRID, points=GRID_POINTS):

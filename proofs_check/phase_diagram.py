@@ -11,6 +11,10 @@ resumable, on a Dask cluster when ``--client`` is given), from a base preset
 training radius :math:`\tau = 0.4/\sqrt k` (the ``paper`` preset's ratios),
 clean steps :data:`STEPS_PER_ATOM` :math:`\cdot d/k` (an atom is present in a
 fraction :math:`k/d` of the samples) and half as many adversarial steps.
+Where :math:`\theta` is out of reach at initialisation (large :math:`d/k`), the
+clean threshold ramps to it from :func:`fpsim.finite_size.start_threshold`
+(3.5 times the random level) over the first :math:`1/`:data:`RAMP_FRACTION`
+of the clean steps.
 Then :func:`fpsim.finite_size.finite_size_point` on each: the radii where the
 certified and the attacked robust accuracy of the clean, the adversarial and
 the ideal purified net cross 99 %, 50 % and 1 %, on radii from
@@ -47,12 +51,13 @@ import math
 import os
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from fpsim._io import atomic_write_json
 from fpsim.config import PRESETS, preset
-from fpsim.finite_size import finite_size_point, jsonable, separation
+from fpsim.finite_size import finite_size_point, jsonable, separation, start_threshold
 from fpsim.sweep import run_sweep
 
 ID = "Finite-size law"
@@ -69,6 +74,8 @@ CRITERION = (f"slope of log R on log(sqrt(k) rho) within {PREDICTED:g} +- {TOLER
              f"< {MIN_POINTS} points or sqrt(k) rho spanning < x{MIN_SPAN:g}")
 #: Clean SGD steps per atom of the grid (``paper``: 3000 steps at d/k = 25 is 120).
 STEPS_PER_ATOM = 120
+#: The clean threshold ramp (where there is one) takes the first ``1/RAMP_FRACTION`` of the clean steps.
+RAMP_FRACTION = 4
 #: Settings of ``--quick``: cheap training and evaluation, to show the command works.
 QUICK = dict(steps_per_atom=15, robust_eval_size=200, eval_size=400, pgd_steps=10, restarts=1, points=8)
 FULL = dict(steps_per_atom=STEPS_PER_ATOM, robust_eval_size=500, eval_size=1000, pgd_steps=20, restarts=2,
@@ -85,7 +92,10 @@ def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None, adv
     ``steps_per_atom * d / k``, adversarial steps half of that, no C6
     baselines and no extra low-rank or FGM adversarial runs, the report's own
     curve reduced to 3 points.  ``steps_per_atom``
-    overrides the mode's value; ``adversarial=False``: no adversarial phase
+    overrides the mode's value.  When :math:`\theta` exceeds
+    :func:`~fpsim.finite_size.start_threshold` (nothing would fire at
+    initialisation), the clean threshold ramps from there to :math:`\theta` over
+    the first ``clean_steps // RAMP_FRACTION`` steps.  ``adversarial=False``: no adversarial phase
     (the cell then gives the clean and the ideal net, hence :math:`R` and
     ``s_ideal``; adversarial training is the one phase whose cost grows like
     :math:`d^2` per step, so this reaches larger :math:`d` here).
@@ -97,12 +107,17 @@ def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None, adv
     per_atom = s["steps_per_atom"] if steps_per_atom is None else steps_per_atom
     clean_steps = max(1, int(round(per_atom * d / k)))
     root = math.sqrt(k)
-    return preset(base, d=int(d), k=k, m=2 * int(d), threshold=0.6 / root, tau=0.4 / root,
-                  clean_steps=clean_steps, adv_steps=max(1, clean_steps // 2) if adversarial else 0,
-                  baseline_steps=0,
-                  lowrank_ranks=None, fgm_check=False,
-                  eval_size=s["eval_size"], robust_eval_size=s["robust_eval_size"], pgd_steps=s["pgd_steps"],
-                  restarts=s["restarts"], curve_points=3, seed=seed)
+    config = preset(base, d=int(d), k=k, m=2 * int(d), threshold=0.6 / root, tau=0.4 / root,
+                    clean_steps=clean_steps, adv_steps=max(1, clean_steps // 2) if adversarial else 0,
+                    baseline_steps=0,
+                    lowrank_ranks=None, fgm_check=False,
+                    eval_size=s["eval_size"], robust_eval_size=s["robust_eval_size"], pgd_steps=s["pgd_steps"],
+                    restarts=s["restarts"], curve_points=3, seed=seed)
+    start = start_threshold(config)
+    if start < config.threshold:
+        config = replace(config, threshold=start, threshold_end=config.threshold,
+                         ramp_steps=max(1, clean_steps // RAMP_FRACTION))
+    return config
 
 
 def row_of(c, point):

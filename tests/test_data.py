@@ -96,3 +96,19 @@ def test_bad_sample_sizes():
         SparseCodingModel(10.0, 2)
     with pytest.raises(ValueError, match="margin=.* too large"):
         SparseCodingModel(10, 1, margin=100.0).sample(5)
+
+
+@pytest.mark.parametrize("k, magnitude, noise, support", [
+    (9, (1.0, 1.2), 0.0, "bernoulli"), (16, (1.0, 1.2), 0.3, "exact"), (2, (1.0, 2.0), 0.0, "bernoulli"),
+    (1, (0.5, 3.0), 0.0, "bernoulli"), (4, (1.0, 1.0), 0.5, "exact")])
+def test_mean_square_norm_matches_samples(k, magnitude, noise, support):
+    # (1, (0.5, 3)) and (2, (1, 2)) clip magnitudes at 1; (1, 1) is the equal-magnitude case
+    from fpsim.data import mean_square_norm
+    model = SparseCodingModel(200, k, magnitude=magnitude, noise=noise, support=support, seed=1,
+                              dtype=np.float64)
+    x, _, _ = model.sample(20000, np.random.default_rng(0))
+    squares = (x ** 2).sum(axis=1)
+    error = 4 * squares.std() / np.sqrt(len(squares)) + 1e-12
+    assert abs(mean_square_norm(k, magnitude, noise) - squares.mean()) < error
+    with pytest.raises(ValueError, match="magnitude"):
+        mean_square_norm(k, (2.0, 1.0))

@@ -8,10 +8,10 @@ import pytest
 
 from fpsim import finite_size, plots
 from fpsim.data import SparseCodingModel
-from fpsim.config import preset
+from fpsim.config import build, preset
 from fpsim.experiment import run_experiment
 from fpsim.finite_size import (crossing_radii, finite_size_point, ideal_net, mixture_projection, radius_grid,
-                               separation)
+                               separation, start_threshold)
 from proofs_check import phase_diagram
 
 
@@ -225,3 +225,41 @@ def test_phase_diagram_without_adversarial_training(tmp_path):
     assert "n/a" in text
     with np.load(out / "d24-k3" / "weights.npz") as saved:
         assert "W_adv" not in saved
+
+
+def test_start_threshold_fires_at_the_random_level_it_names():
+    from dataclasses import replace
+    # exactly k atoms of equal magnitude: |x| = 1 for every input, so the fraction below is exact
+    config = preset("paper", d=400, k=4.0, m=400, threshold=0.3, margin=0.0, support="exact",
+                    magnitude=(1.0, 1.0))
+    start = start_threshold(config, level=2.0)
+    assert start < config.threshold
+    assert start_threshold(replace(config, threshold=0.05, threshold_end=0.3)) == start_threshold(config)
+    assert start_threshold(config, level=100.0) == config.threshold    # theta within reach: no ramp
+    # at initialisation a unit fires where |<w, x>|/|w| > start, i.e. |N(0, 1)| > 2 for a random direction
+    model, net = build(config)
+    x, _, _ = model.sample(2000, np.random.default_rng(0))
+    W = net.W.astype(np.float64)
+    cos = np.abs(x.astype(np.float64) @ W.T) / np.linalg.norm(W, axis=1)
+    assert abs((cos > start).mean() - math.erfc(2 / math.sqrt(2))) < 0.005
+    with pytest.raises(ValueError, match="level"):
+        start_threshold(config, level=0.0)
+    with pytest.raises(TypeError, match="config"):
+        start_threshold({"d": 400})
+
+
+def test_grid_cells_out_of_reach_at_initialisation_ramp_and_train():
+    from dataclasses import replace
+    from fpsim import train_clean
+    cell = phase_diagram.config_for(400, 0.2, quick=True, steps_per_atom=3)     # k = 3: theta = 0.35
+    assert cell.threshold == start_threshold(cell) < cell.threshold_end == pytest.approx(0.6 / math.sqrt(3))
+    assert cell.ramp_steps == cell.clean_steps // phase_diagram.RAMP_FRACTION
+    assert phase_diagram.config_for(400, 0.5, quick=True).threshold_end is None   # k = 20: in reach
+    accuracy = {}
+    for name, config in (("ramp", cell), ("constant", replace(cell, threshold=cell.threshold_end,
+                                                               threshold_end=None, ramp_steps=0))):
+        model, net = build(config)
+        trained, history = train_clean(net, model, config.clean_steps, config.batch, config.lr, seed=0,
+                                       progress=False, record_every=config.clean_steps, eval_size=1000)
+        accuracy[name] = history["accuracy"][-1]
+    assert accuracy["constant"] < 0.5 < 0.95 < accuracy["ramp"]
