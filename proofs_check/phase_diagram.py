@@ -57,7 +57,7 @@ import numpy as np
 
 from fpsim._io import atomic_write_json
 from fpsim.config import PRESETS, preset
-from fpsim.finite_size import finite_size_point, jsonable, separation, start_threshold
+from fpsim.finite_size import START_LEVEL, finite_size_point, jsonable, separation, start_threshold
 from fpsim.sweep import run_sweep
 
 ID = "Finite-size law"
@@ -84,7 +84,8 @@ COLUMNS = ("d", "k", "c", "clean_acc", "adv_acc", "rho", "sqrt_k_rho", "clean_up
            "clean_up01", "adv_lo99", "adv_up99", "ideal_lo99", "s", "s_ideal", "holds")
 
 
-def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None, adversarial=True):
+def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None, adversarial=True,
+               start_level=START_LEVEL):
     r"""The :class:`~fpsim.config.Config` of grid cell :math:`(d, c)`.
 
     :math:`k = \mathrm{round}(d^c)` (at least 1, below :math:`d`), :math:`m = 2d`,
@@ -95,7 +96,8 @@ def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None, adv
     overrides the mode's value.  When :math:`\theta` exceeds
     :func:`~fpsim.finite_size.start_threshold` (nothing would fire at
     initialisation), the clean threshold ramps from there to :math:`\theta` over
-    the first ``clean_steps // RAMP_FRACTION`` steps.  ``adversarial=False``: no adversarial phase
+    the first ``clean_steps // RAMP_FRACTION`` steps (``start_level``: its
+    ``level``, in units of the random level).  ``adversarial=False``: no adversarial phase
     (the cell then gives the clean and the ideal net, hence :math:`R` and
     ``s_ideal``; adversarial training is the one phase whose cost grows like
     :math:`d^2` per step, so this reaches larger :math:`d` here).
@@ -113,7 +115,7 @@ def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None, adv
                     lowrank_ranks=None, fgm_check=False,
                     eval_size=s["eval_size"], robust_eval_size=s["robust_eval_size"], pgd_steps=s["pgd_steps"],
                     restarts=s["restarts"], curve_points=3, seed=seed)
-    start = start_threshold(config)
+    start = start_threshold(config, start_level)
     if start < config.threshold:
         config = replace(config, threshold=start, threshold_end=config.threshold,
                          ramp_steps=max(1, clean_steps // RAMP_FRACTION))
@@ -279,7 +281,7 @@ def plot(path, rows, fitted, ds, exponents):
 
 
 def run(ds, exponents, out, client=None, quick=False, base="paper", seed=0, steps_per_atom=None,
-        progress=True, adversarial=True):
+        progress=True, adversarial=True, start_level=START_LEVEL):
     """Run the grid, measure every cell, fit, write ``phase.csv/md/json/png`` into ``out``.
 
     Parameters
@@ -292,7 +294,7 @@ def run(ds, exponents, out, client=None, quick=False, base="paper", seed=0, step
         Output folder (one sub-folder per cell; a rerun reuses finished cells).
     client : dask.distributed.Client, optional
         Run the cells and their measurements as tasks of this client.
-    quick, base, seed, steps_per_atom, adversarial
+    quick, base, seed, steps_per_atom, adversarial, start_level
         As :func:`config_for`.
     progress : bool, default True
 
@@ -311,7 +313,7 @@ def run(ds, exponents, out, client=None, quick=False, base="paper", seed=0, step
     ds, exponents = sorted(set(ds)), sorted(set(exponents))
     settings = QUICK if quick else FULL
     clock = time.perf_counter()
-    cells = {(d, c): config_for(d, c, base, quick, seed, steps_per_atom, adversarial)
+    cells = {(d, c): config_for(d, c, base, quick, seed, steps_per_atom, adversarial, start_level)
              for d in ds for c in exponents}
     names = {}
     for (d, c), config in cells.items():
@@ -369,6 +371,9 @@ def main(argv=None):
     parser.add_argument("--no-adversarial", dest="adversarial", action="store_false",
                         help="clean and ideal nets only (R and s_ideal, no s): skips adversarial training, "
                              "whose per-step cost grows like d^2")
+    parser.add_argument("--start-level", type=float, default=START_LEVEL,
+                        help=f"where the clean threshold ramp of a cell whose theta is out of reach at "
+                             f"initialisation starts, in units of the random level [{START_LEVEL:g}]")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     args = parser.parse_args(argv)
@@ -378,10 +383,13 @@ def main(argv=None):
         parser.error(f"--k-exponents must lie in (0, 1), got {args.k_exponents}")
     if args.steps_per_atom is not None and not args.steps_per_atom > 0:
         parser.error(f"--steps-per-atom must be > 0, got {args.steps_per_atom}")
+    if not 0 < args.start_level < float("inf"):
+        parser.error(f"--start-level must be > 0 and finite, got {args.start_level}")
     try:  # every config is validated before any run starts
         for d in args.d:
             for c in args.k_exponents:
-                config_for(d, c, args.preset, args.quick, args.seed, args.steps_per_atom, args.adversarial)
+                config_for(d, c, args.preset, args.quick, args.seed, args.steps_per_atom, args.adversarial,
+                           args.start_level)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
     client = None
@@ -395,7 +403,8 @@ def main(argv=None):
     try:
         rows, fitted, text, figure = run(args.d, args.k_exponents, args.out, client=client, quick=args.quick,
                                          base=args.preset, seed=args.seed, steps_per_atom=args.steps_per_atom,
-                                         progress=not args.quiet, adversarial=args.adversarial)
+                                         progress=not args.quiet, adversarial=args.adversarial,
+                                         start_level=args.start_level)
     finally:
         if client is not None:
             client.close()

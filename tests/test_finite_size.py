@@ -263,3 +263,9 @@ def test_grid_cells_out_of_reach_at_initialisation_ramp_and_train():
                                        progress=False, record_every=config.clean_steps, eval_size=1000)
         accuracy[name] = history["accuracy"][-1]
     assert accuracy["constant"] < 0.5 < 0.95 < accuracy["ramp"]
+
+    lower = phase_diagram.config_for(400, 0.2, quick=True, steps_per_atom=3, start_level=2.5)
+    assert lower.threshold == start_threshold(cell, 2.5) < cell.threshold
+    for bad in ("0", "nan"):
+        with pytest.raises(SystemExit):
+            phase_diagram.main(["--d", "400", "--k-exponents", "0.2", "--start-level", bad, "--out", "unused"])
