@@ -24,9 +24,10 @@ DICTIONARIES = ("identity", "random", "hadamard")
 SUPPORTS = ("bernoulli", "exact")
 
 #: Codes drawn per code asked for (at least 64 asked for) before a label margin is declared
-#: unreachable.  A budget of draws, not of rounds: the last few codes of a request at a low
-#: acceptance rate take many rounds of a few draws each.
+#: unreachable.  A budget of draws, not of rounds.
 MAX_DRAWS_PER_CODE = 1000
+#: Most non-zeros drawn in one round of the margin's rejection sampler (memory of a round).
+MAX_ENTRIES_PER_ROUND = 1 << 21
 
 
 def make_dictionary(d, kind, rng):
@@ -177,30 +178,48 @@ class SparseCodingModel:
         n = check_int("n", n, 1)
         rng = check_random_state(0 if rng is None else rng)
         zs, ys, have, drawn, budget = [], [], 0, 0, MAX_DRAWS_PER_CODE * max(n, 64)
+        size = n
         while drawn < budget:
-            z = self._draw_codes(n - have, rng)
-            drawn += n - have
-            score = z.astype(np.float64) @ self.w_star
-            keep = np.abs(score) >= self.margin
-            zs.append(z[keep])
-            ys.append(np.where(score[keep] >= 0, 1, -1).astype(np.int8))
-            have += int(keep.sum())
+            codes = self._draw_codes(size, rng)
+            drawn += size
+            score = self._scores(codes)
+            kept = np.flatnonzero(np.abs(score) >= self.margin)[:n - have]  # in draw order
+            zs.append(self._dense(codes, kept))  # only the kept codes are made dense
+            ys.append(np.where(score[kept] >= 0, 1, -1).astype(np.int8))
+            have += kept.size
             if have == n:
                 return np.concatenate(zs), np.concatenate(ys)
+            # next round: what the acceptance so far says the rest needs, plus a fifth (one round
+            # at a steady rate, instead of a round per few codes), within the budget and memory
+            size = min(budget - drawn, max(1, MAX_ENTRIES_PER_ROUND // max(1, int(np.ceil(self.k)))),
+                       int(np.ceil(1.2 * (n - have) * drawn / max(have, 1))))
         raise ValueError(f"margin={self.margin} is too large for this model: fewer than "
                          f"{n} of the {drawn} codes drawn reached it")
 
     def _draw_codes(self, n, rng):
+        """``n`` codes before the margin, sparse: ``(counts, positions, values)`` (:func:`kernels.code_positions`)."""
         if self.support == "exact":
             counts = np.full(n, int(self.k), dtype=np.int64)
         else:
             counts = rng.binomial(self.d, self.k / self.d, size=n)
         total = int(counts.sum())
         uniforms = rng.random(total)
-        signs = rng.integers(0, 2, size=total) * 2.0 - 1.0
+        signs = rng.integers(0, 2, size=total, dtype=np.int8) * 2.0 - 1.0
         values = signs * np.minimum(rng.uniform(*self.magnitude, size=total) / np.sqrt(self.k), 1.0)
-        z = np.zeros((n, self.d), dtype=self.dtype)
-        kernels.fill_sparse_codes(counts, uniforms, values.astype(self.dtype), z)
+        positions = np.empty(total, dtype=np.int64)
+        kernels.code_positions(counts, uniforms, self.d, positions)
+        return counts, positions, values.astype(self.dtype)
+
+    def _scores(self, codes):
+        r"""Teacher scores :math:`\langle w^*, z_b\rangle` (float64) of sparse codes."""
+        scores = np.empty(len(codes[0]))
+        kernels.code_scores(*codes, self.w_star, scores)
+        return scores
+
+    def _dense(self, codes, rows):
+        """Rows ``rows`` (ascending) of sparse codes as a dense ``(len(rows), d)`` array."""
+        z = np.zeros((len(rows), self.d), dtype=self.dtype)
+        kernels.place_codes(*codes, rows, z)
         return z
 
     def encode(self, z, rng=None):

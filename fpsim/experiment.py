@@ -106,8 +106,7 @@ def check_margin(config, model=None, samples=4000, min_rate=0.005):
     if config.margin == 0:
         return 1.0
     model = build(config)[0] if model is None else model
-    z = model._draw_codes(samples, stream(config.seed, "model"))
-    score = np.abs(z.astype(np.float64) @ model.w_star)
+    score = np.abs(model._scores(model._draw_codes(samples, stream(config.seed, "model"))))
     rate = float(np.mean(score >= config.margin))
     if rate < min_rate:
         raise ConfigError(

@@ -353,39 +353,73 @@ def sparse_rank_update(z, coef, scale, rows):
 
 
 @numba.njit(cache=True)
-def fill_sparse_codes(counts, uniforms, values, z):
-    r"""Place ``counts[b]`` values at distinct uniform positions of row ``b`` of ``z``.
+def code_positions(counts, uniforms, d, positions):
+    r"""Distinct uniform positions in :math:`\{0, \dots, d-1\}`: ``counts[b]`` of them for row ``b``.
 
-    Uses Floyd's algorithm: for :math:`j = d - c, \dots, d - 1` draw
+    Floyd's algorithm: for :math:`j = d - c, \dots, d - 1` draw
     :math:`t \sim U\{0..j\}`; take :math:`t` unless already taken, else
     :math:`j`.  Every :math:`c`-subset is equally likely, so together with
     :math:`c \sim \mathrm{Bin}(d, k/d)` each coordinate is non-zero
-    independently with probability :math:`k/d`.  ``uniforms`` and ``values``
-    hold ``sum(counts)`` pre-drawn numbers (from a numpy Generator), consumed
-    in order, so only :math:`\sum_b c_b` draws are made, never :math:`n d`.
-    ``z`` must be zero on entry.
+    independently with probability :math:`k/d`.  ``uniforms`` holds
+    ``sum(counts)`` pre-drawn numbers (from a numpy Generator), consumed in
+    order, so only :math:`\sum_b c_b` draws are made, never :math:`n d`.
 
     Parameters
     ----------
     counts : (n,) int64 array
-        Non-zeros :math:`c_b` of each row.
+        Non-zeros :math:`c_b \le d` of each row.
     uniforms : (sum(counts),) float64 array
-        Draws in :math:`[0, 1)` for the positions.
-    values : (sum(counts),) float array
-        The non-zero values, in order.
-    z : (n, d) float array, written
+        Draws in :math:`[0, 1)`.
+    d : int
+    positions : (sum(counts),) int64 array, written
+        Row ``b``'s positions at ``positions[offset_b : offset_b + c_b]``.
     """
-    n, d = z.shape
+    taken = np.zeros(d, dtype=np.bool_)
     offset = 0
-    for b in range(n):
+    for b in range(counts.shape[0]):
         c = counts[b]
         for p in range(c):
             j = d - c + p
             t = min(int(uniforms[offset + p] * (j + 1)), j)
-            if z[b, t] != 0.0:  # t already taken (values are non-zero)
+            if taken[t]:  # j never is
                 t = j
-            z[b, t] = values[offset + p]
+            taken[t] = True
+            positions[offset + p] = t
+        for p in range(offset, offset + c):  # clear for the next row: O(c), not O(d)
+            taken[positions[p]] = False
         offset += c
+
+
+@numba.njit(cache=True)
+def code_scores(counts, positions, values, w, scores):
+    r"""Teacher scores of sparse codes: ``scores[b]`` :math:`= \langle w, z_b\rangle = \sum_p v_p\, w_{t_p}`.
+
+    Row ``b`` of the codes has values ``values[p]`` at ``positions[p]`` for
+    ``p`` in its slice (:func:`code_positions`); summed in float64.
+    """
+    offset = 0
+    for b in range(counts.shape[0]):
+        total = 0.0
+        for p in range(offset, offset + counts[b]):
+            total += np.float64(values[p]) * w[positions[p]]
+        scores[b] = total
+        offset += counts[b]
+
+
+@numba.njit(cache=True)
+def place_codes(counts, positions, values, rows, z):
+    r"""Dense codes of the selected rows: ``z[r, positions] = values`` for row ``rows[r]``.
+
+    ``rows`` ascending; ``z`` (``len(rows)``, ``d``) must be zero on entry.
+    """
+    offset = 0
+    r = 0
+    for b in range(counts.shape[0]):
+        if r < rows.shape[0] and rows[r] == b:
+            for p in range(offset, offset + counts[b]):
+                z[r, positions[p]] = values[p]
+            r += 1
+        offset += counts[b]
 
 
 # --- attacks and certificates ---

@@ -126,10 +126,14 @@ def test_every_preset_passes_the_margin_preflight(name):
 
 def test_a_rare_margin_is_still_sampled_and_an_unreachable_one_is_named():
     from fpsim import SparseCodingModel
-    # gamma = 2.7 keeps ~0.6 % of the codes: with this stream the last of 500 codes arrives in round 1439
-    # (a limit of 1000 rounds failed here, and for 7 of seeds 2-11); a budget of draws does not
+    # gamma = 2.7 keeps ~0.6 % of the codes; a round draws what the acceptance so far says the rest
+    # needs (plus a fifth), so 500 codes take a few rounds, not one round per few codes
     model = SparseCodingModel(50, 4, support="exact", margin=2.7, seed=0)
+    rounds = []
+    draw = model._draw_codes
+    model._draw_codes = lambda n, rng: rounds.append(n) or draw(n, rng)
     z, y = model.sample_codes(500, np.random.default_rng(6))
     assert np.all(np.abs(z.astype(np.float64) @ model.w_star) >= 2.7) and len(y) == 500
+    assert len(rounds) <= 6 and sum(rounds) < 3 * 500 / 0.006
     with pytest.raises(ValueError, match="of the .* codes drawn reached it"):
         SparseCodingModel(50, 4, support="exact", margin=100.0, seed=0).sample_codes(3)

@@ -109,18 +109,44 @@ def test_sparse_rank_update_is_the_outer_product_sum(rng, dtype):
     np.testing.assert_array_equal(updated[untouched], rows[untouched])
 
 
-def test_fill_sparse_codes_places_each_value_once(rng):
+def test_sparse_codes_place_each_value_once_and_score_like_dense_rows(rng):
     n, d = 50, 30
     counts = rng.binomial(d, 0.3, size=n)
     counts[0], counts[1] = 0, d                      # empty and full rows
     total = counts.sum()
     values = rng.uniform(1, 2, total).astype(np.float32)
-    z = np.zeros((n, d), np.float32)
-    kernels.fill_sparse_codes(counts, rng.random(total), values, z)
-    np.testing.assert_array_equal((z != 0).sum(axis=1), counts)
+    positions = np.empty(total, np.int64)
+    kernels.code_positions(counts, rng.random(total), d, positions)
     offsets = np.concatenate([[0], np.cumsum(counts)])
-    for b in range(n):
-        np.testing.assert_array_equal(np.sort(z[b][z[b] != 0]), np.sort(values[offsets[b]:offsets[b + 1]]))
+    for b in range(n):                               # distinct positions in range, every one for a full row
+        row = positions[offsets[b]:offsets[b + 1]]
+        assert len(set(row.tolist())) == counts[b] and ((0 <= row) & (row < d)).all()
+    rows = np.flatnonzero(rng.random(n) < 0.6)
+    z = np.zeros((len(rows), d), np.float32)
+    kernels.place_codes(counts, positions, values, rows, z)
+    np.testing.assert_array_equal((z != 0).sum(axis=1), counts[rows])
+    for r, b in enumerate(rows):
+        np.testing.assert_array_equal(z[r, positions[offsets[b]:offsets[b + 1]]], values[offsets[b]:offsets[b + 1]])
+    w = rng.normal(size=d)
+    scores = np.empty(n)
+    kernels.code_scores(counts, positions, values, w, scores)
+    dense = np.zeros((n, d), np.float32)
+    kernels.place_codes(counts, positions, values, np.arange(n), dense)
+    np.testing.assert_allclose(scores, dense.astype(np.float64) @ w, rtol=1e-13, atol=1e-13)
+
+
+def test_code_positions_are_uniform_subsets():
+    # Floyd's algorithm: every 2-subset of 5 positions equally likely (chi-square over the 10 subsets)
+    rng = np.random.default_rng(4)
+    n = 20000
+    counts = np.full(n, 2, np.int64)
+    positions = np.empty(2 * n, np.int64)
+    kernels.code_positions(counts, rng.random(2 * n), 5, positions)
+    pairs = np.sort(positions.reshape(n, 2), axis=1)
+    _, observed = np.unique(pairs[:, 0] * 5 + pairs[:, 1], return_counts=True)
+    assert len(observed) == 10
+    chi2 = ((observed - n / 10) ** 2 / (n / 10)).sum()
+    assert chi2 < 27.9                               # the 0.999 quantile of chi-square(9)
 
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
