@@ -94,14 +94,16 @@ def check_memory(config, available=None):
     return total
 
 
-def check_margin(config, model=None, samples=4000, min_rate=0.005):
+def check_margin(config, model=None, samples=40000, min_rate=0.0015):
     r"""Raise :class:`ConfigError` if the label margin rejects almost every code.
 
     Draws ``samples`` codes without the margin and measures the share with
     :math:`|\langle w^*, z\rangle| \ge \gamma`.  Below ``min_rate`` the
     rejection sampler of :class:`~fpsim.data.SparseCodingModel` draws more
-    than :math:`1/\text{min\_rate} = 200` codes per code kept (slow, and
-    within sight of its budget :data:`fpsim.data.MAX_DRAWS_PER_CODE`).
+    than :math:`1/\text{min\_rate} \approx 667` codes per code kept, within
+    sight of its budget :data:`fpsim.data.MAX_DRAWS_PER_CODE` (1000).  The
+    codes are drawn sparse, so 40000 of them take milliseconds and pin the
+    rate to a few percent of itself near ``min_rate``.
     """
     if config.margin == 0:
         return 1.0

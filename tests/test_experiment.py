@@ -120,7 +120,7 @@ def test_checks_before_work(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_every_preset_passes_the_margin_preflight(name):
-    # the headline preset's gamma = 2 keeps only ~1.6 % of exactly-k codes: slow, yet within the sampler's budget
+    # the headline preset's gamma = 2.5 keeps only ~0.2 % of exactly-k codes: slow, yet within the sampler's budget
     assert check_margin(preset(name)) > 0
 
 
