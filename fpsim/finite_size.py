@@ -118,7 +118,8 @@ def start_threshold(config, level=START_LEVEL):
 
         \theta_0 = \min\Big(\theta,\ \ell\, \sqrt{E\|x\|^2/d}\Big)
 
-    (:math:`\ell` = ``level``; 3.5 fires :math:`\approx 10^{-3}` of the pairs) keeps
+    (:math:`\ell` = ``level``; 3.5 fires :math:`\approx 5\cdot 10^{-4}` of the pairs, more
+    with a label margin's larger inputs) keeps
     :math:`\theta_0` above the random level, where units still learn one atom
     each (MODEL.md §3: dense units below about 3 times it), and a ramp to
     :math:`\theta` then narrows them (``docs/finite-size.md``).

@@ -51,7 +51,6 @@ import math
 import os
 import sys
 import time
-from dataclasses import replace
 
 import numpy as np
 
@@ -117,8 +116,8 @@ def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None, adv
                     restarts=s["restarts"], curve_points=3, seed=seed)
     start = start_threshold(config, start_level)
     if start < config.threshold:
-        config = replace(config, threshold=start, threshold_end=config.threshold,
-                         ramp_steps=max(1, clean_steps // RAMP_FRACTION))
+        config = config.replace(threshold=start, threshold_end=config.threshold,
+                                ramp_steps=max(1, clean_steps // RAMP_FRACTION))
     return config
 
 
