@@ -204,11 +204,12 @@ class SparseCodingModel:
             counts = rng.binomial(self.d, self.k / self.d, size=n)
         total = int(counts.sum())
         uniforms = rng.random(total)
-        signs = rng.integers(0, 2, size=total, dtype=np.int8) * 2.0 - 1.0
-        values = signs * np.minimum(rng.uniform(*self.magnitude, size=total) / np.sqrt(self.k), 1.0)
+        bits = rng.integers(0, 2, size=total, dtype=np.int8)
+        values = np.empty(total, dtype=self.dtype)
+        kernels.code_values(bits, rng.uniform(*self.magnitude, size=total), np.sqrt(self.k), values)
         positions = np.empty(total, dtype=np.int64)
         kernels.code_positions(counts, uniforms, self.d, positions)
-        return counts, positions, values.astype(self.dtype)
+        return counts, positions, values
 
     def _scores(self, codes):
         r"""Teacher scores :math:`\langle w^*, z_b\rangle` (float64) of sparse codes."""

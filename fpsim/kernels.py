@@ -391,6 +391,22 @@ def code_positions(counts, uniforms, d, positions):
 
 
 @numba.njit(cache=True)
+def code_values(bits, magnitudes, root_k, values):
+    r"""Non-zero code entries from their draws, in one pass (no temporaries):
+
+    .. math::
+
+        v_p = (2\beta_p - 1)\,\min(U_p/\sqrt k,\ 1),
+
+    with :math:`\beta_p \in \{0, 1\}` the sign bit (``bits``, int8) and
+    :math:`U_p` the magnitude draw (``magnitudes``, float64), evaluated in
+    float64 and rounded once to ``values``' dtype (``root_k`` is :math:`\sqrt k`).
+    """
+    for p in range(bits.shape[0]):
+        values[p] = (bits[p] * 2.0 - 1.0) * min(magnitudes[p] / root_k, 1.0)
+
+
+@numba.njit(cache=True)
 def code_scores(counts, positions, values, w, scores):
     r"""Teacher scores of sparse codes: ``scores[b]`` :math:`= \langle w, z_b\rangle = \sum_p v_p\, w_{t_p}`.
 

@@ -135,6 +135,18 @@ def test_sparse_codes_place_each_value_once_and_score_like_dense_rows(rng):
     np.testing.assert_allclose(scores, dense.astype(np.float64) @ w, rtol=1e-13, atol=1e-13)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_code_values_match_the_numpy_expression_bit_for_bit(rng, dtype):
+    # the fused kernel replaced signs * minimum(U / sqrt(k), 1) in numpy: same values, same sample stream
+    bits = rng.integers(0, 2, size=5000, dtype=np.int8)
+    magnitudes = rng.uniform(1.0, 6.0, size=5000)                # some capped at 1 (U/sqrt(k) > 1)
+    values = np.empty(5000, dtype)
+    kernels.code_values(bits, magnitudes, np.sqrt(16.0), values)
+    expected = ((bits * 2.0 - 1.0) * np.minimum(magnitudes / np.sqrt(16.0), 1.0)).astype(dtype)
+    assert (np.abs(values) == 1).any()
+    np.testing.assert_array_equal(values, expected)
+
+
 def test_code_positions_are_uniform_subsets():
     # Floyd's algorithm: every 2-subset of 5 positions equally likely (chi-square over the 10 subsets)
     rng = np.random.default_rng(4)
