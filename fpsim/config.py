@@ -220,9 +220,10 @@ PRESETS = {
     "paper": dict(_SHARED, clean_steps=3000, adv_steps=1500, weight_decay=3e-4, eval_size=2000,
                   robust_eval_size=2000, baseline_steps=1000, lowrank_ranks="1,2,4,8"),
     # the headline, C2 and C3 at one tau = 1.1/sqrt(k) > theta (docs/presets.md): exactly k atoms,
-    # gamma = 2.5 (0.2 % of the codes; it steepens both robust-accuracy curves), long adversarial training
+    # gamma = 2.5 (0.2 % of the codes; it steepens both robust-accuracy curves), long adversarial training;
+    # sigma0 = 0.25/d: the clean net's dense units keep less of their random start (C1)
     "headline": dict(_SHARED, d=800, m=1600, margin=2.5, support="exact", threshold=0.12, tau=0.275,
-                     weight_decay=1e-3, clean_steps=1500, adv_steps=4000, eval_size=2000,
+                     sigma0=0.25 / 800, weight_decay=1e-3, clean_steps=1500, adv_steps=4000, eval_size=2000,
                      robust_eval_size=1000, baseline_steps=0, lowrank_ranks=None, fgm_check=False),
 }
 DEFAULT_PRESET = "quick"
