@@ -221,7 +221,7 @@ PRESETS = {
                   robust_eval_size=2000, baseline_steps=1000, lowrank_ranks="1,2,4,8"),
     # the headline, C2 and C3 at one tau = 1.1/sqrt(k) > theta (docs/presets.md): exactly k atoms,
     # gamma = 2.5 (0.2 % of the codes; it steepens both robust-accuracy curves), long adversarial training;
-    # sigma0 = 0.25/d: the clean net's dense units keep less of their random start (C1)
+    # sigma0 = 0.25/d at d = 800 (a --d override keeps the value): dense units keep less of their start (C1)
     "headline": dict(_SHARED, d=800, m=1600, margin=2.5, support="exact", threshold=0.12, tau=0.275,
                      sigma0=0.25 / 800, weight_decay=1e-3, clean_steps=1500, adv_steps=4000, eval_size=2000,
                      robust_eval_size=1000, baseline_steps=0, lowrank_ranks=None, fgm_check=False),
