@@ -196,6 +196,27 @@ class SparseCodingModel:
         raise ValueError(f"margin={self.margin} is too large for this model: fewer than "
                          f"{n} of the {drawn} codes drawn reached it")
 
+    def scores_before_margin(self, n, rng=None):
+        r"""Teacher scores :math:`\langle w^*, z\rangle` of ``n`` codes drawn without the label margin.
+
+        What the margin's rejection sampler (:meth:`sample_codes`) sees: the
+        share with :math:`|\langle w^*, z\rangle| \ge \gamma` is its acceptance rate.
+
+        Parameters
+        ----------
+        n : int
+            Number of codes, ``n >= 1``.
+        rng : numpy.random.Generator or int, optional
+            Source of randomness (default: a fresh ``default_rng(0)``).
+
+        Returns
+        -------
+        scores : (n,) float64 ndarray
+        """
+        n = check_int("n", n, 1)
+        rng = check_random_state(0 if rng is None else rng)
+        return self._scores(self._draw_codes(n, rng))
+
     def _draw_codes(self, n, rng):
         """``n`` codes before the margin, sparse: ``(counts, positions, values)`` (:func:`kernels.code_positions`)."""
         if self.support == "exact":

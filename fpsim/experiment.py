@@ -108,7 +108,7 @@ def check_margin(config, model=None, samples=40000, min_rate=0.0015):
     if config.margin == 0:
         return 1.0
     model = build(config)[0] if model is None else model
-    score = np.abs(model._scores(model._draw_codes(samples, stream(config.seed, "model"))))
+    score = np.abs(model.scores_before_margin(samples, stream(config.seed, "model")))
     rate = float(np.mean(score >= config.margin))
     if rate < min_rate:
         raise ConfigError(

@@ -112,3 +112,14 @@ def test_mean_square_norm_matches_samples(k, magnitude, noise, support):
     assert abs(mean_square_norm(k, magnitude, noise) - squares.mean()) < error
     with pytest.raises(ValueError, match="magnitude"):
         mean_square_norm(k, (2.0, 1.0))
+
+
+def test_scores_before_margin_are_the_teacher_scores_of_the_codes_drawn():
+    # without a margin the sampler keeps every code of its one round: the same draws, scored densely
+    model = SparseCodingModel(60, 5, magnitude=(1.0, 2.0), seed=2)
+    scores = model.scores_before_margin(300, np.random.default_rng(7))
+    z, y = model.sample_codes(300, np.random.default_rng(7))
+    np.testing.assert_allclose(scores, z.astype(np.float64) @ model.w_star, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(np.where(scores >= 0, 1, -1), y)
+    with pytest.raises(ValueError, match="n"):
+        model.scores_before_margin(0)
