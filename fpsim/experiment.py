@@ -510,7 +510,8 @@ def _mixture(net, model):
     return {"median_share": float(np.median(view.dense_share)),
             "median_top_atom_share": float(np.median(view.top_atom_share)),
             "median_alignment": float(np.median(view.dense_alignment)),
-            "median_norm": float(np.median(norms))}
+            "median_norm": float(np.median(norms)),
+            "atoms_uncovered": float(np.mean(view.atom_coverage() == 0))}
 
 
 def _update_metrics(net_clean, net_adv):

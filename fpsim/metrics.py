@@ -176,6 +176,8 @@ class DictionaryView:
     principal_agrees : (m,) ndarray of bool
         :math:`a_{i j_1} w^*_{j_1} > 0` for the largest atom :math:`j_1`: the
         neuron's feature votes for the label like the teacher does.
+    n_atoms : int
+        :math:`d`, the number of atoms.
     """
 
     principal: np.ndarray
@@ -183,13 +185,37 @@ class DictionaryView:
     dense_share: np.ndarray
     dense_alignment: np.ndarray
     principal_agrees: np.ndarray
+    n_atoms: int
+
+    def atom_coverage(self, min_share=2 ** -0.5):
+        r"""How many one-atom neurons sit on each atom.
+
+        .. math::
+
+            c_j = \#\{i : j_1(i) = j,\ \max_l |a_{il}|/\|a_i\| \ge s\}
+
+        with :math:`s` = ``min_share`` (default :math:`1/\sqrt2`: the atom holds
+        more than half of the neuron's squared norm).  The ideal purified net
+        has a neuron on every atom; an atom with :math:`c_j = 0` is a
+        coordinate of the code that the one-atom part of the net ignores: an
+        example's margin then comes from its other atoms only.  Whether
+        neurons spread evenly over the atoms or pile up on the atoms their
+        initialisation favoured shows in the spread of :math:`c_j`.
+
+        Returns
+        -------
+        counts : (d,) ndarray of int
+        """
+        one_atom = self.top_atom_share >= min_share
+        return np.bincount(self.principal[one_atom, 0], minlength=self.n_atoms)
 
     def summary(self):
-        """Medians over neurons (and the fraction with ``principal_agrees``)."""
+        """Medians over neurons, the fraction with ``principal_agrees`` and of atoms without a one-atom neuron."""
         return {"median_top_atom_share": float(np.median(self.top_atom_share)),
                 "median_dense_share": float(np.median(self.dense_share)),
                 "median_dense_alignment": float(np.median(self.dense_alignment)),
-                "fraction_principal_agrees": float(np.mean(self.principal_agrees))}
+                "fraction_principal_agrees": float(np.mean(self.principal_agrees)),
+                "fraction_atoms_uncovered": float(np.mean(self.atom_coverage() == 0))}
 
 
 def dictionary_view(W, dictionary, w_star, n_principal=1):
@@ -244,7 +270,7 @@ def dictionary_view(W, dictionary, w_star, n_principal=1):
                           top_atom_share=magnitude[rows, top] / norm,
                           dense_share=np.linalg.norm(dense, axis=1) / norm,
                           dense_alignment=row_cosines(dense, teacher),
-                          principal_agrees=A[rows, top] * w_star[top] > 0)
+                          principal_agrees=A[rows, top] * w_star[top] > 0, n_atoms=d)
 
 
 @dataclass(frozen=True)

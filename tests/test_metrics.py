@@ -110,6 +110,19 @@ def test_dictionary_view_two_principal_atoms():
     assert view.dense_alignment[0] == pytest.approx(expected @ teacher / (0.5 * np.sqrt(d - 2)))
 
 
+def test_atom_coverage_counts_one_atom_neurons_per_atom():
+    d = 5
+    M = orthogonal(d, 4)
+    A = np.zeros((5, d))
+    A[0, 0], A[1, 0], A[2, 2] = 1.0, -2.0, 1.0        # one-atom neurons: two on atom 0, one on atom 2
+    A[3, [3, 4, 1]] = [1.0, 0.8, 0.8]                 # top share 0.66 (under half the energy): not one-atom
+    A[4, [1, 4]] = [1.0, 0.5]                         # top share 0.894: one-atom, on atom 1
+    view = metrics.dictionary_view(A @ M.T, M, np.ones(d))
+    np.testing.assert_array_equal(view.atom_coverage(), [2, 1, 1, 0, 0])
+    np.testing.assert_array_equal(view.atom_coverage(min_share=0.9), [2, 0, 1, 0, 0])
+    assert view.summary()["fraction_atoms_uncovered"] == pytest.approx(0.4)
+
+
 def test_dictionary_view_validates():
     with pytest.raises(ValueError, match="orthogonal"):
         metrics.dictionary_view(np.ones((2, 3)), 2 * np.eye(3), np.ones(3))
