@@ -446,7 +446,7 @@ class Problem:
     def __iter__(self):
         return iter((self.net, self.x, self.y, self.norm, self.tau))
 
-    def _repr_pretty_(self, printer, cycle):  # hypothesis' "Falsifying example" uses this
+    def _repr_pretty_(self, printer, cycle):  # hypothesis' failing-example report uses this
         printer.text(repr(self))
 
     def __repr__(self):

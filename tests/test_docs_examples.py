@@ -13,7 +13,7 @@ EXAMPLES = re.findall(r"```python\n(.*?)```", PAGE.read_text(), flags=re.S)
 EXPECTED = [
     ["lipschitz_bound_wrong_dual is unsound", "delta=", "W=[["],
     ["the claim held on every example"],
-    ["Falsifying example: test_per_unit_bound_is_exact(", "per-unit bound", "Problem(net=TwoLayerNet(W=[["],
+    ["test_per_unit_bound_is_exact(\n    problem=Problem(", "per-unit bound", "Problem(net=TwoLayerNet(W=[["],  # the shrunk example, whatever its label
 ]
 
 
