@@ -71,7 +71,7 @@ LOSSES = ("logistic", "margin")
 
 
 def pgd(net, x, y, norm, tau, steps=10, step_size=None, restarts=1, rng=None, zero_start=True,
-        schedule="apgd", loss="logistic", units=None):
+        schedule="apgd", loss="logistic", units=None, gram=None):
     r"""Projected gradient ascent of the loss in the ball: a run from :math:`\delta = 0` and random restarts.
 
     Each run starts at :math:`\delta^{(0)} = 0` (the first run, when
@@ -138,6 +138,14 @@ def pgd(net, x, y, norm, tau, steps=10, step_size=None, restarts=1, rng=None, ze
         dtype), so that a training step at :math:`x + \delta` need not form
         them again.  They are kept from the last evaluation where that was the
         returned iterate, and formed for the other rows.
+    gram : fpsim.network.Gram, optional
+        :math:`K = W W^\top` of a :class:`~fpsim.network.TwoLayerNet`'s current
+        weights (``schedule="fixed"``, :math:`\ell_2`, logistic loss only).
+        While it is current (and ``x`` is in the net's dtype), each run forms :math:`X W^\top` and
+        :math:`\delta^{(0)} W^\top` once and then follows the pre-activations
+        of its iterates through :math:`K` (:func:`fpsim.kernels.gram_advance`)
+        at the iterations whose coefficients are sparse: the same iterates as
+        without it up to float rounding, fewer products with :math:`W`.
 
     Returns
     -------
@@ -156,6 +164,14 @@ def pgd(net, x, y, norm, tau, steps=10, step_size=None, restarts=1, rng=None, ze
         step_size = check_float("step_size", step_size, 0, closed=(False, True))
     rng = check_random_state(0 if rng is None else rng)
     oracle = _Oracle(net, x, y, loss)
+    if gram is not None:
+        if oracle.ws is None or inf_norm or schedule != "fixed" or loss != "logistic":
+            raise ValueError("gram needs a TwoLayerNet, norm 2, schedule='fixed' and loss='logistic'")
+        if gram.matrix.shape != (net.m, net.m) or gram.matrix.dtype != net.dtype:
+            raise ValueError(f"gram must be a {net.dtype} Gram of shape {(net.m, net.m)}, "
+                             f"got {gram.matrix.dtype} {gram.matrix.shape}")
+        if gram.current and x.dtype == net.dtype:  # K follows x + delta exactly, not its rounding to x's dtype
+            oracle.follow(gram)
     if units is not None:
         if oracle.ws is None:
             raise TypeError(f"units needs a TwoLayerNet, got {type(net).__name__}")
@@ -190,10 +206,12 @@ def _fixed_run(oracle, x, delta, steps, alpha, tau, inf_norm, best, best_margin,
     Returns the rows whose ``best`` is the last iterate (its pre-activations are in ``units``, if given).
     """
     x_adv = np.empty_like(x)
+    oracle.start(delta)
     for _ in range(steps):
         margin, grad = oracle.margin_gradient(np.add(x, delta, out=x_adv))
         _keep(margin, delta, best, best_margin)
-        kernels.ascend_project(delta, grad, alpha, tau, inf_norm)
+        kernels.ascend_project(delta, grad, alpha, tau, inf_norm, oracle.factors)
+        oracle.moved(delta)
     return _keep(oracle.margin(np.add(x, delta, out=x_adv), units), delta, best, best_margin)
 
 
@@ -289,14 +307,16 @@ def dense_direction(model_or_direction, x, y, norm, tau):
 ATTACKS = ("fgm", "pgd")
 
 
-def perturbation(net, x, y, attack, norm, tau, rng=None, steps=10, step_size=None, restarts=1, units=None):
+def perturbation(net, x, y, attack, norm, tau, rng=None, steps=10, step_size=None, restarts=1, units=None,
+                 gram=None):
     r"""Perturbation :math:`\delta` of the named attack (``"fgm"`` or ``"pgd"``) -- the one switch
     used by adversarial training of the network and of the baselines.
 
     ``steps``, ``step_size``, ``restarts`` and ``rng`` go to :func:`pgd`
     (FGM has none), which runs here as in training so far: random starts only,
     fixed step.  ``units`` (a :class:`~fpsim.network.TwoLayerNet`'s
-    ``(n, m)`` buffer) receives :math:`(x + \delta) W^\top` as in :func:`pgd`.
+    ``(n, m)`` buffer) receives :math:`(x + \delta) W^\top` as in :func:`pgd`;
+    ``gram`` goes to :func:`pgd` (:math:`\ell_2` only; FGM ignores it).
     Returns ``(n, d)``.
     """
     check_choice("attack", attack, ATTACKS)
@@ -306,7 +326,7 @@ def perturbation(net, x, y, attack, norm, tau, rng=None, steps=10, step_size=Non
             net.preactivations(x + delta, out=units)
         return delta
     return pgd(net, x, y, norm, tau, steps=steps, step_size=step_size, restarts=restarts, rng=rng,
-               zero_start=False, schedule="fixed", units=units)
+               zero_start=False, schedule="fixed", units=units, gram=gram)
 
 
 #: Names of the attacks of the upper end (:func:`attack_margins`), in the order ties are resolved.
@@ -483,14 +503,44 @@ class _Oracle:
         self.net = net
         self.y = y
         self.loss = loss
+        self.x = x
         self.ws = self.bias = None
+        self.gram = self.factors = None
         if isinstance(net, TwoLayerNet):  # reuse buffers; biases depend on W only: compute them once
             self.ws = Workspace(x.shape[0], net.m, net.d, net.dtype)
             self.bias = net.bias()
             self.minus_y = -y.astype(net.dtype)[:, None]
 
+    # -- pre-activations followed through K = W W^T (fpsim.network.Gram) --------------------
+    def follow(self, gram):
+        """Take the pre-activations of the iterates from ``gram`` (see :func:`pgd`)."""
+        shape = self.ws.u.shape
+        self.gram = gram
+        self.factors = np.empty((shape[0], 2), self.ws.u.dtype)   # (a_b, c_b) of each l2 step
+        self.q = self.net.preactivations(self.x)                    # X W^T, once for every run
+        self.p, self.u = np.empty(shape, self.ws.u.dtype), np.empty(shape, self.ws.u.dtype)
+
+    def start(self, delta):
+        r"""A run starts at ``delta``: :math:`p = \delta W^\top`, :math:`u = q + p` (when following)."""
+        if self.gram is not None:
+            self.net.preactivations(delta, out=self.p)
+            np.add(self.q, self.p, out=self.u)
+
+    def moved(self, delta):
+        """``delta`` took the step of :attr:`factors` along the last gradient: follow it (when following)."""
+        if self.gram is None:
+            return
+        ws = self.ws
+        if ws.nnz >= 0:  # the last gradient was C W over the active pairs: C K for its product
+            kernels.gram_advance(ws.row_ptr, ws.col, ws.row_val, self.gram.matrix, self.factors,
+                                 self.q, self.p, self.u)
+        else:
+            self.start(delta)
+
     def gradient(self, x_adv):
         """Loss gradients ``(n, d)`` at ``x_adv``."""
+        if self.gram is not None:
+            return self.net.input_grad(x_adv, self.y, bias=self.bias, workspace=self.ws, units=self.u)
         if self.ws is None:
             grad = np.asarray(self.net.input_grad(x_adv, self.y))
             if self.loss == "margin":  # grad(-yf) = grad(l) / sigma(-yf) = grad(l) (1 + e^{yf})
@@ -505,6 +555,11 @@ class _Oracle:
 
     def margin(self, x_adv, units=None):
         """Margins :math:`y f(x_{adv})` ``(n,)`` as float64 (``units``: receives the pre-activations)."""
+        if self.gram is not None:
+            if units is not None:
+                np.copyto(units, self.u)
+            self.net._activate(self.u, self.bias, self.ws)
+            return self.y * self.ws.f.astype(np.float64)
         if units is not None:
             self.net._units(x_adv, self.bias, self.ws, units)
             return self.y * self.ws.f.astype(np.float64)

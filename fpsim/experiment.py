@@ -59,15 +59,19 @@ def memory_estimate(config):
         ``{part: bytes}`` for ``weights`` (the nets' ``(m, d)`` matrices and the
         ``(d, d)`` dictionary), ``training batches``, ``training set``,
         ``evaluation`` (held-out inputs and the ``(n, m)`` pre-activations) and
-        ``certificates`` (``(n, m)`` float64 unit bounds and the ``(m, m)`` Gram matrix)
-        and ``baselines`` (the NTK's float64 ``(m, d)`` parameters and slopes).
+        ``certificates`` (``(n, m)`` float64 unit bounds and the ``(m, m)`` Gram matrix),
+        ``PGD training's K = W Wᵀ`` (``(m, m)``, l2 PGD adversarial training,
+        :class:`~fpsim.network.Gram`) and ``baselines`` (the NTK's float64
+        ``(m, d)`` parameters and slopes).
     """
     b = np.dtype(config.dtype).itemsize
     m, d = config.m, config.d
     attack = 4 if config.adv_steps else 1
+    follows_gram = config.adv_steps and config.attack == "pgd" and config.norm == "2"
     return {
         "weights": 10 * m * d * b + 2 * d * d * 8,
         "training batches": attack * 3 * config.batch * (d + m) * b,
+        "PGD training's K = W Wᵀ": (m * m + 6 * config.batch * m) * b if follows_gram else 0,
         "training set": (config.n_train or 0) * d * 2 * b,
         "evaluation": (config.eval_size * d + 2 * config.eval_size * m) * b
                       + HISTORY_EVAL_SIZE * (d + 2 * m) * b,

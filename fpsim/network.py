@@ -128,6 +128,72 @@ class Workspace:
         return np.count_nonzero(self.u) / self.u.size
 
 
+class Gram:
+    r"""The Gram matrix :math:`K = W W^\top` of a network's weights, carried through its sparse SGD steps.
+
+    An :math:`\ell_2` PGD step moves :math:`\delta_b \leftarrow c_b(\delta_b + a_b g_b)`
+    along the input gradient :math:`g_b = \sum_i C_{bi} w_i`, so the next
+    pre-activations follow without a product with :math:`W`:
+    :math:`\delta_b W^\top \leftarrow c_b(\delta_b W^\top + a_b \sum_i C_{bi} K_i)`
+    (:func:`fpsim.kernels.gram_advance`), a cost :math:`\propto |\mathcal A| m`
+    instead of :math:`B m d` when few units are active.  :func:`fpsim.attacks.pgd`
+    uses it (``gram=``) while :attr:`current`; :meth:`TwoLayerNet.sgd_step`
+    keeps it current through a step over the active pairs
+    (:func:`fpsim.kernels.gram_update`, a rank-:math:`2B` update) and marks it
+    stale after a dense step; :meth:`refresh` forms it again.  Kept by
+    recursion, it agrees with :math:`W W^\top` to float rounding that grows
+    with the steps since the last refresh (``fpsim.train`` refreshes every
+    :data:`fpsim.train.GRAM_REFRESH` steps).
+
+    Parameters
+    ----------
+    m : int
+        Number of neurons.
+    dtype : numpy dtype
+        The network's.
+
+    Attributes
+    ----------
+    matrix : (m, m) ndarray
+        :math:`K`.
+    current : bool
+        Whether :attr:`matrix` is :math:`W W^\top` of the network's current weights.
+    """
+
+    def __init__(self, m, dtype):
+        m = check_int("m", m, 1)
+        dtype = check_dtype("dtype", dtype)
+        check_allocation(f"Gram(m={m}, dtype={dtype.name})", m * m * dtype.itemsize)
+        self.matrix = np.empty((m, m), dtype)
+        self.current = False
+        self._r = self._ctg = None
+
+    def refresh(self, W):
+        r"""Form :math:`K = W W^\top` of the weights ``W`` ``(m, d)``; :attr:`current` becomes ``True``."""
+        np.matmul(W, W.T, out=self.matrix)
+        self.current = True
+
+    def follow_step(self, ws, x, units, alpha, beta):
+        r"""Update :math:`K` for the step :math:`W' = \beta W + \alpha C^\top X` over ``ws``'s active pairs.
+
+        Called before the step, with :math:`U = X W^\top` (``units``) at the
+        old weights: :math:`K \leftarrow \beta^2 K + \alpha(C^\top R + R^\top C)`,
+        :math:`R = \beta U + \frac\alpha2 (X X^\top) C` (derivation in
+        :func:`fpsim.kernels.gram_update`).
+        """
+        n, m = units.shape
+        dtype = self.matrix.dtype.type
+        if self._r is None or self._r.shape != (n, m):
+            self._r = np.empty((n, m), self.matrix.dtype)
+            self._ctg = np.empty((m, n), self.matrix.dtype)
+        # C^T G, G = X X^T: row i sums G's rows over unit i's active examples (G symmetric: = (G C)^T)
+        kernels.csc_rows_update(ws.col_ptr, ws.row, ws.col_val, x @ x.T, dtype(1.0), dtype(0.0), self._ctg)
+        np.multiply(units, dtype(beta), out=self._r)
+        self._r += dtype(alpha / 2) * self._ctg.T
+        kernels.gram_update(self.matrix, dtype(beta * beta), dtype(alpha), ws.col_ptr, ws.row, ws.col_val,
+                            ws.row_ptr, ws.col, ws.row_val, self._r)
+
+
 class TwoLayerNet:
     r"""Two-layer soft-threshold ReLU network with fixed second layer.
 
@@ -384,13 +450,16 @@ class TwoLayerNet:
             loss += 0.5 * lam * float(np.vdot(self._W, self._W))
         return float(loss), ws.grad_w
 
-    def input_grad(self, x, y, bias=None, workspace=None):
+    def input_grad(self, x, y, bias=None, workspace=None, units=None):
         r"""Per-example input gradient of the loss, biases held fixed.
 
         .. math::
 
             \frac{\partial \ell_b}{\partial x_b} = -y_b\, \sigma(-y_b f_b)
                 \sum_i s'(u_{bi})\, w_i
+
+        ``units`` (n, m): the pre-activations :math:`XW^\top` of ``x``, when the
+        caller has them (read, not modified; e.g. :class:`Gram`-followed PGD).
 
         Returns
         -------
@@ -400,14 +469,14 @@ class TwoLayerNet:
         n = x.shape[0]
         y = check_labels("y", y, n).astype(self.dtype, copy=False)
         ws = self._workspace(n, workspace)
-        self._coefficients(x, y, self._bias_or(bias), ws)
+        self._coefficients(x, y, self._bias_or(bias), ws, units)
         if ws.find_active():  # C W over the active pairs only
             kernels.csr_rows_times(ws.row_ptr, ws.col, ws.row_val, self._W, ws.grad_x)
         else:
             np.matmul(ws.u, self._W, out=ws.grad_x)
         return ws.grad_x
 
-    def sgd_step(self, x, y, lr, weight_decay=0.0, bias=None, workspace=None, units=None):
+    def sgd_step(self, x, y, lr, weight_decay=0.0, bias=None, workspace=None, units=None, gram=None):
         r"""One SGD step on ``W`` in place; returns the batch's mean loss before it.
 
         .. math::
@@ -437,6 +506,9 @@ class TwoLayerNet:
             weights, when the caller has them (an attack's last evaluation,
             :func:`fpsim.attacks.pgd`'s ``units``): the step then skips that
             product.  Read, not modified; its values are the caller's promise.
+        gram : Gram, optional
+            Kept current through a step over the active pairs (while it is
+            :attr:`Gram.current`), marked stale by a dense step.
 
         Returns
         -------
@@ -454,9 +526,14 @@ class TwoLayerNet:
         loss = self._coefficients(x, y, self._bias_or(bias), ws, units) / n
         if lam > 0:
             loss += 0.5 * lam * float(np.vdot(self._W, self._W))
+        alpha, beta = -lr / n, 1.0 - lr * lam
         if ws.find_active():
-            kernels.csc_rows_update(ws.col_ptr, ws.row, ws.col_val, x, self.dtype.type(-lr / n),
-                                    self.dtype.type(1.0 - lr * lam), self._W)
+            if gram is not None and gram.current:  # K follows W: the pre-activations at the old W
+                gram.follow_step(ws, x, self.preactivations(x) if units is None else units, alpha, beta)
+            kernels.csc_rows_update(ws.col_ptr, ws.row, ws.col_val, x, self.dtype.type(alpha),
+                                    self.dtype.type(beta), self._W)
         else:  # W^T <- beta W^T + alpha X^T C, in place: W^T, X^T and C^T are F-contiguous views
-            ws.gemm(-lr / n, x.T, ws.u.T, beta=1.0 - lr * lam, c=self._W.T, trans_b=1, overwrite_c=1)
+            if gram is not None:
+                gram.current = False
+            ws.gemm(alpha, x.T, ws.u.T, beta=beta, c=self._W.T, trans_b=1, overwrite_c=1)
         return float(loss)

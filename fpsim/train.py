@@ -36,9 +36,13 @@ from .attacks import ATTACKS, perturbation
 from .certify import robust_accuracy
 from .data import TrainingData
 from .metrics import median_abs_cos
-from .network import Workspace
+from .network import Gram, Workspace
 
 PATHS = ("auto", "dense", "dictionary")
+
+#: Steps between exact formations of :math:`K = W W^\top` when adversarial training follows it
+#: (:class:`~fpsim.network.Gram`; also at every checkpoint step, so a resumed run repeats bit for bit).
+GRAM_REFRESH = 100
 
 
 def max_rank(net):
@@ -64,16 +68,18 @@ class DenseStep:
 
     needs_inputs = True
 
-    def __init__(self, net, batch):
+    def __init__(self, net, batch, gram=None):
         self.net = net
         self.ws = Workspace(batch, net.m, net.d, net.dtype)
+        self.gram = gram
 
     def step(self, x, y, z, lr, weight_decay, units=None):
         """One SGD step; returns the batch's mean loss (before the step).
 
-        ``units``: the pre-activations :math:`XW^\top` of ``x``, when the attack left them.
+        ``units``: the pre-activations :math:`XW^\top` of ``x``, when the attack left them;
+        the stepper's :class:`~fpsim.network.Gram` (if any) follows the step.
         """
-        return self.net.sgd_step(x, y, lr, weight_decay, workspace=self.ws, units=units)
+        return self.net.sgd_step(x, y, lr, weight_decay, workspace=self.ws, units=units, gram=self.gram)
 
     def weights(self):
         return self.net.W
@@ -257,7 +263,7 @@ class LowRankStep:
 def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, seed=0,
             phase="clean", perturb=None, evaluate=None, path="auto", eval_size=2000,
             record_every=None, progress=False, checkpoint=None, checkpoint_every=None, rank=None,
-            stepper=None):
+            stepper=None, gram=None):
     r"""The SGD loop shared by clean and adversarial training of the network and by the baselines.
 
     Parameters
@@ -298,6 +304,11 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
         weight_decay) -> loss``, ``sync()``, ``state()``, ``load(state)``),
         e.g. :class:`fpsim.baselines.BaselineStep`; replaces the choice by
         ``path`` and ``rank``.
+    gram : fpsim.network.Gram, optional
+        :math:`K = W W^\top`, for a ``perturb`` that follows it (adversarial
+        :math:`\ell_2` PGD): formed before every step that is a multiple of
+        :data:`GRAM_REFRESH` or of ``checkpoint_every``, followed through the
+        sparse steps between (:class:`DenseStep` only).
     eval_size : int, default 2000
         Size of the held-out set for the history.
     record_every : int, optional
@@ -341,6 +352,9 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
         if path == "dictionary":
             raise ValueError("rank is trained on inputs x: use path='auto' or 'dense' with rank")
 
+    if gram is not None and (rank is not None or stepper is not None):
+        raise ValueError("gram follows the full-W dense stepper: pass it without rank or stepper")
+
     net = net.copy()
     if stepper is not None:
         path, stepper = getattr(stepper, "__name__", "custom"), stepper(net)
@@ -349,12 +363,14 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
             path = "dictionary" if model.noise == 0 and perturb is None and rank is None else "dense"
         if path == "dictionary" and perturb is not None:
             raise ValueError("path='dictionary' is for clean training only (perturbations are dense)")
+        if path == "dictionary" and gram is not None:
+            raise ValueError("gram follows the dense stepper's weights: use path='dense' with gram")
         if rank is not None:
             stepper = LowRankStep(net, batch, rank)
         elif path == "dictionary":
             stepper = DictionaryStep(net, model, batch)
         else:
-            stepper = DenseStep(net, batch)
+            stepper = DenseStep(net, batch, gram)
     data = TrainingData(model, n_train, stream(seed, phase))
     x_eval, y_eval, _ = model.sample(eval_size, stream(seed, "eval"))
     attack_rng = stream(seed, "attack")
@@ -374,6 +390,8 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
     clock = time.perf_counter()
     last_print = clock
     for t in range(start, steps):
+        if gram is not None and (t % GRAM_REFRESH == 0 or t % checkpoint_every == 0):
+            gram.refresh(net.W)
         x, y, z = data.batch(batch, inputs=stepper.needs_inputs)
         units = None
         if perturb is not None:
@@ -523,6 +541,8 @@ def train_adversarial(net, model, steps, batch, lr, attack="pgd", norm=2, tau=No
     extra = kwargs.pop("evaluate", None)
 
     buffers = []  # the (batch, m) pre-activations the attack leaves for the full-W step
+    # l2 PGD on the full W follows the iterates' pre-activations through K = W W^T (fpsim.network.Gram)
+    gram = Gram(net.m, net.dtype) if attack == "pgd" and norm == 2 and rank is None else None
 
     def perturb(net, x, y, rng):
         units = None
@@ -531,7 +551,7 @@ def train_adversarial(net, model, steps, batch, lr, attack="pgd", norm=2, tau=No
                 buffers[:] = [np.empty((x.shape[0], net.m), net.dtype)]
             units = buffers[0]
         x_adv = x + perturbation(net, x, y, attack, norm, tau, rng=rng, steps=attack_steps,
-                                 step_size=attack_step_size, restarts=restarts, units=units)
+                                 step_size=attack_step_size, restarts=restarts, units=units, gram=gram)
         return x_adv if units is None else (x_adv, units)
 
     def evaluate(net, x_eval, y_eval):
@@ -544,4 +564,4 @@ def train_adversarial(net, model, steps, batch, lr, attack="pgd", norm=2, tau=No
         return entries
 
     return run_sgd(net, model, steps=steps, batch=batch, lr=lr, phase="adversarial",
-                   perturb=perturb, evaluate=evaluate, rank=rank, **kwargs)
+                   perturb=perturb, evaluate=evaluate, rank=rank, gram=gram, **kwargs)

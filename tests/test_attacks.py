@@ -259,3 +259,53 @@ def test_pgd_units_need_a_two_layer_net_and_the_right_buffer():
         pgd(net, x, y, 2, 0.1, units=np.empty((len(x), net.m + 1)))
     with pytest.raises(ValueError, match="units"):
         pgd(net, x, y, 2, 0.1, units=np.empty((len(x), net.m), np.float32))
+
+
+def _atom_net(dtype, activation="relu", m=80):
+    """Atom-aligned units plus a small dense mixture (few active units per example, as after clean training)."""
+    model = SparseCodingModel(40, 4, seed=1)
+    W = np.repeat(model.dictionary.T, m // 40, axis=0) + 0.05 * np.random.default_rng(2).standard_normal((m, 40))
+    net = TwoLayerNet(W.astype(dtype), threshold=0.3, activation=activation)
+    x, y, _ = model.sample(32, 3)
+    return net, x.astype(dtype), y
+
+
+@pytest.mark.parametrize("activation", ["relu", "smooth"])
+@pytest.mark.parametrize("restarts", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pgd_through_the_gram_matrix_gives_the_same_iterates(monkeypatch, activation, restarts, dtype):
+    """l2 fixed-step PGD with its pre-activations followed through K = W W^T agrees with forming them."""
+    import fpsim.kernels
+    from fpsim.network import Gram
+    net, x, y = _atom_net(dtype, activation)
+    calls = []
+    advance = fpsim.kernels.gram_advance
+    monkeypatch.setattr(fpsim.kernels, "gram_advance", lambda *a: (calls.append(1), advance(*a)))
+    gram = Gram(net.m, dtype)
+    gram.refresh(net.W)
+    kw = dict(steps=5, restarts=restarts, zero_start=False, schedule="fixed")
+    formed_units, followed_units = (np.empty((len(x), net.m), dtype) for _ in range(2))
+    formed = pgd(net, x, y, 2, 0.5, rng=np.random.default_rng(2), units=formed_units, **kw)
+    followed = pgd(net, x, y, 2, 0.5, rng=np.random.default_rng(2), units=followed_units, gram=gram, **kw)
+    assert len(calls) == 5 * restarts                   # every step was followed through K
+    eps = np.finfo(dtype).eps
+    np.testing.assert_allclose(followed, formed, rtol=0, atol=1e3 * eps)
+    np.testing.assert_allclose(followed_units, net.preactivations(x + followed), rtol=0, atol=1e3 * eps)
+    gram.current = False                                # a stale K is not used: the products are formed
+    np.testing.assert_array_equal(pgd(net, x, y, 2, 0.5, rng=np.random.default_rng(2), gram=gram, **kw),
+                                  pgd(net, x, y, 2, 0.5, rng=np.random.default_rng(2), **kw))
+    assert len(calls) == 5 * restarts
+
+
+def test_pgd_gram_needs_l2_fixed_steps_and_a_matching_matrix():
+    from fpsim.network import Gram
+    net, x, y = _atom_net(np.float32)
+    gram = Gram(net.m, np.float32)
+    for kw in (dict(norm=np.inf, schedule="fixed"), dict(norm=2, schedule="apgd"),
+               dict(norm=2, schedule="fixed", loss="margin")):
+        with pytest.raises(ValueError, match="gram needs"):
+            pgd(net, x, y, tau=0.1, gram=gram, **kw)
+    with pytest.raises(ValueError, match="gram must be"):
+        pgd(net, x, y, 2, 0.1, schedule="fixed", gram=Gram(net.m, np.float64))
+    with pytest.raises(ValueError, match="gram needs"):
+        pgd(Wrapped(net), x, y, 2, 0.1, schedule="fixed", gram=gram)

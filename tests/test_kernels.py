@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import scipy.special
 
-from fpsim import SparseCodingModel, Threshold, TwoLayerNet, kernels, pgd, train_clean
+from fpsim import SparseCodingModel, Threshold, TwoLayerNet, kernels, pgd, train_adversarial, train_clean
 from fpsim._threads import thread_limit
 from fpsim.train import DenseStep
 
@@ -180,14 +180,16 @@ def test_negative_bias_is_refused():
 
 
 def _short_run():
-    """A short clean run on both paths and a PGD attack."""
+    """A short clean run on both paths, a PGD attack and l2 adversarial training (K = W W^T followed)."""
     model = SparseCodingModel(192, 6, seed=3)
     net = TwoLayerNet.random(384, 192, threshold=Threshold(0.2), seed=4)
     dense, _ = train_clean(net, model, 12, 128, 0.5, path="dense", weight_decay=1e-3, eval_size=64)
     dictionary, _ = train_clean(net, model, 12, 128, 0.5, path="dictionary", eval_size=64)
     x, y, _ = model.sample(128, 5)
     delta = pgd(dense, x, y, 2, 0.2, steps=3, rng=6)
-    return dense.W, dictionary.W, delta
+    adversarial, _ = train_adversarial(dense, model, 6, 128, 0.5, tau=0.2, weight_decay=1e-3, eval_size=64,
+                                       robust_eval_size=8, record_every=6)
+    return dense.W, dictionary.W, delta, adversarial.W
 
 
 @pytest.mark.parametrize("crossover", [0.0, 1.0])  # backward by dense BLAS / over the active pairs
@@ -284,6 +286,54 @@ def test_csr_rows_times_is_the_product(rng, dtype, density):
     kernels.csr_rows_times(row_ptr, col, row_val, W, out)
     np.testing.assert_allclose(out, coef.astype(np.float64) @ W, rtol=1e-5, atol=1e-5)
     assert np.all(out[0] == 0)  # an example without active units has zero gradient
+
+
+@pytest.mark.parametrize("density", [0.1, 0.9])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gram_update_is_the_gram_matrix_of_the_stepped_weights(rng, dtype, density):
+    """K <- beta^2 K + alpha (C^T R + R^T C), R = beta U + alpha/2 G C, is (beta W + alpha C^T X)(...)^T."""
+    n, m, d = 11, 2 * kernels.GRAM_TILE + 5, 13   # three tiles, the last one partial
+    coef = _sparse_coefficients(rng, n, m, density, dtype)
+    W, x = rng.standard_normal((m, d)).astype(dtype), rng.standard_normal((n, d)).astype(dtype)
+    alpha, beta = -0.3, 0.9
+    r = (beta * (x @ W.T) + alpha / 2 * (x @ x.T) @ coef).astype(dtype)
+    gram = (W @ W.T).astype(dtype)
+    _, (row_ptr, col, row_val, col_ptr, row, col_val) = _pairs(coef)
+    kernels.gram_update(gram, dtype(beta * beta), dtype(alpha), col_ptr, row, col_val, row_ptr, col, row_val, r)
+    stepped = beta * W.astype(np.float64) + alpha * coef.T.astype(np.float64) @ x
+    expected = stepped @ stepped.T
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(gram, expected, rtol=tol, atol=tol * np.abs(expected).max())
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gram_advance_follows_the_preactivations_of_the_l2_step(rng, dtype):
+    """After delta <- c (delta + a C W): p = delta W^T and u = x W^T + p, through K = W W^T."""
+    n, m, d = 9, 15, 7
+    coef = _sparse_coefficients(rng, n, m, 0.4, dtype)
+    W = rng.standard_normal((m, d)).astype(dtype)
+    x, delta = rng.standard_normal((n, d)).astype(dtype), rng.standard_normal((n, d)).astype(dtype)
+    factors = np.column_stack([rng.uniform(0, 2, n), rng.uniform(0.5, 1, n)]).astype(dtype)
+    q, p, u = x @ W.T, delta @ W.T, np.full((n, m), np.nan, dtype)
+    _, (row_ptr, col, row_val, _, _, _) = _pairs(coef)
+    kernels.gram_advance(row_ptr, col, row_val, W @ W.T, factors, q, p, u)
+    moved = factors[:, 1:] * (delta + factors[:, :1] * (coef @ W))
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(p, moved @ W.T, **tol)
+    np.testing.assert_allclose(u, (x + moved) @ W.T, **tol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ascend_project_reports_the_factors_of_its_l2_step(rng, dtype):
+    delta = rng.standard_normal((6, 8)).astype(dtype)
+    grad = rng.standard_normal((6, 8)).astype(dtype)
+    grad[0] = 0.0                                   # no gradient: a = 0
+    delta[1] *= 1e-3                                # inside the ball after the step: c = 1
+    old, factors = delta.copy(), np.full((6, 2), np.nan, dtype)
+    kernels.ascend_project(delta, grad, 0.5, 1.0, False, factors)
+    assert factors[0, 0] == 0 and factors[1, 1] == 1
+    np.testing.assert_allclose(delta, factors[:, 1:] * (old + factors[:, :1] * grad), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(factors[2:, 0], 0.5 / np.linalg.norm(grad[2:], axis=1), rtol=1e-5)
 
 
 def test_default_threads_honours_the_environment_and_the_affinity_mask(monkeypatch):

@@ -224,3 +224,32 @@ def test_forward64_is_the_float64_function_of_the_stored_weights(activation):
     np.testing.assert_allclose(f64, net.forward(x.astype(np.float32)), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="x"):
         net.forward64(x[:, :5])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gram_follows_sparse_steps_and_is_stale_after_a_dense_one(dtype):
+    """K = W W^T carried through sparse SGD steps (units given or not) stays W W^T; a dense step stales it."""
+    from fpsim import SparseCodingModel
+    from fpsim.network import Gram, Workspace
+    model = SparseCodingModel(40, 4, seed=1)
+    W = np.repeat(model.dictionary.T, 2, axis=0) + 0.05 * np.random.default_rng(2).standard_normal((80, 40))
+    net = TwoLayerNet(W.astype(dtype), threshold=0.3)
+    gram = Gram(80, dtype)
+    gram.refresh(net.W)
+    ws = Workspace(32, 80, 40, net.dtype, crossover=1.0)
+    plain = net.copy()
+    for step in range(20):
+        x, y, _ = model.sample(32, step)
+        x = x.astype(dtype)
+        units = net.preactivations(x) if step % 2 else None
+        net.sgd_step(x, y, 0.5, 0.01, workspace=ws, units=units, gram=gram)
+        plain.sgd_step(x, y, 0.5, 0.01, workspace=ws, units=units)
+        assert ws.nnz >= 0 and gram.current
+    np.testing.assert_array_equal(net.W, plain.W)        # following K changes nothing in the step
+    exact = net.W.astype(np.float64) @ net.W.T.astype(np.float64)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(gram.matrix, exact, rtol=0, atol=tol * np.abs(exact).max())
+    net.sgd_step(x, y, 0.5, workspace=Workspace(32, 80, 40, net.dtype, crossover=0.0), gram=gram)
+    assert not gram.current
+    with pytest.raises(ValueError, match="m must"):
+        Gram(0, dtype)

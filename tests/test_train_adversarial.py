@@ -80,6 +80,31 @@ def test_reusing_the_attacks_preactivations_gives_the_same_training(attack, norm
     np.testing.assert_allclose(reused.W, formed.W, rtol=0, atol=1e3 * np.finfo(dtype).eps)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_following_the_gram_matrix_gives_the_same_training(monkeypatch, dtype):
+    """l2 PGD training follows K = W W^T through its sparse steps; forming every product agrees."""
+    import fpsim.kernels
+    import fpsim.network
+    from fpsim.attacks import perturbation
+    monkeypatch.setattr(fpsim.network, "SPARSE_CROSSOVER", 1.0)  # every step over the active pairs
+    model = SparseCodingModel(40, 4, margin=0.3, seed=1, dtype=dtype)
+    W = np.repeat(model.dictionary.T, 2, axis=0) + 0.05 * np.random.default_rng(2).standard_normal((80, 40))
+    net = TwoLayerNet(W.astype(dtype), threshold=0.3)
+    calls = []
+    update = fpsim.kernels.gram_update
+    monkeypatch.setattr(fpsim.kernels, "gram_update", lambda *a: (calls.append(1), update(*a)))
+    kwargs = dict(steps=150, batch=16, lr=0.3, weight_decay=1e-3, eval_size=40, record_every=150, seed=3)
+    followed, _ = train_adversarial(net, model, attack="pgd", norm=2, tau=0.2, robust_eval_size=30, **kwargs)
+    assert len(calls) == 150     # K followed every step (and was formed again every GRAM_REFRESH)
+
+    def perturb(net, x, y, rng):
+        return x + perturbation(net, x, y, "pgd", 2, 0.2, rng=rng, steps=5)
+
+    formed, _ = run_sgd(net, model, phase="adversarial", perturb=perturb, **kwargs)
+    assert not np.array_equal(followed.W, net.W)
+    np.testing.assert_allclose(followed.W, formed.W, rtol=0, atol=1e3 * np.finfo(dtype).eps)
+
+
 @pytest.mark.parametrize("rank", [None, 2])
 def test_resumed_run_matches_an_uninterrupted_one(tmp_path, rank):
     model, net = _small()
