@@ -972,7 +972,7 @@ def trust_region_max(g1, g2, h11, h12, h22, radius):
 
 @numba.njit(cache=True, parallel=True)
 def split_drop(yu, bias, top, alpha, resid, strong, norms, gram, coef, weak_quad, weak_top, radius,
-               kappa, eta, out):
+               kappa, eta, give_up, out):
     r"""Certified margin loss beyond the threshold: linear, atom-quadratic and weak-quadratic parts sharing one ball.
 
     Per example, with :math:`a_i = \langle w_i, \delta\rangle`,
@@ -1041,6 +1041,14 @@ def split_drop(yu, bias, top, alpha, resid, strong, norms, gram, coef, weak_quad
         :math:`R`.
     kappa, eta : float
         Class thresholds (any values give a sound bound).
+    give_up : (n,) float64 array
+        A loss bound at or above ``give_up[b]`` is of no use for example ``b``
+        (it certifies nothing).  The bound is at least :math:`R L \ge
+        R\,(\sum_{F \cup N} c_i^2 G_{ii})^{1/2}` (take :math:`v = (R, 0)`;
+        :math:`L^2` holds these diagonal terms and non-negative others), an
+        :math:`O(|F \cup N|)` sum: where that reaches ``give_up[b]``, the
+        :math:`O(|F \cup N|^2)` part is skipped and ``out[b]`` is
+        :math:`+\infty`, still an upper bound on the loss.
     out : (n,) float64 array, written
         Upper bound on the margin loss.
     """
@@ -1076,6 +1084,12 @@ def split_drop(yu, bias, top, alpha, resid, strong, norms, gram, coef, weak_quad
             members[count] = i
             chord[count] = 1.0 - gap / reach
             count += 1
+        diagonal = 0.0
+        for s in range(count):
+            diagonal += chord[s] * chord[s] * gram[members[s], members[s]]
+        if radius * np.sqrt(diagonal) >= give_up[b]:
+            out[b] = np.inf                       # the bound would be at least this: no use for b
+            continue
         j1 = np.flatnonzero(in_j1)
         q_in = 0.0
         for j in j1:

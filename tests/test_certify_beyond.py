@@ -91,6 +91,24 @@ def test_split_certifies_an_ideal_net_past_the_threshold_where_the_other_bounds_
     assert np.all(~result.certified | result.survived)
 
 
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_giving_up_on_hopeless_examples_certifies_the_same_ones(data):
+    """With a target, the kernel skips examples whose linear part alone reaches it; the certified set stays."""
+    from fpsim.certify.beyond import split_margins
+    model, net, x, y, tau = _near_ideal_problem(data, 24, 72, 2)
+    W = net.W.astype(np.float64)
+    bias = net.bias().astype(np.float64)
+    yu = y[:, None] * (x @ W.T)
+    base = y * net.forward64(x)
+    basis = orthonormal_basis(model.dictionary, model.d)
+    target = np.abs(base) * data.draw(st.floats(0.0, 1.0))   # any target: the same decisions either way
+    full = split_margins(W, bias, yu, base, tau, basis)
+    stopped = split_margins(W, bias, yu, base, tau, basis, target=target)
+    np.testing.assert_array_equal(stopped > target, full > target)
+    assert np.all(stopped[stopped > target] <= full[stopped > target])  # it may stop trying thresholds early
+
+
 @pytest.mark.parametrize("seed", range(20))
 def test_trust_region_max_is_the_maximum_on_the_disk(seed):
     rng = np.random.default_rng(seed)

@@ -99,7 +99,10 @@ def split_margins(W, bias, yu, base, radius2, basis, gram=None, kappas=KAPPAS, e
     target : (n,) float64 ndarray, optional
         Once an example's bound exceeds its target (the certification slack),
         the remaining thresholds are not tried for it (they could only raise a
-        bound that already certifies).
+        bound that already certifies); where the linear part alone shows that
+        the bound cannot exceed it, the example's bound is :math:`-\infty`
+        (:func:`fpsim.kernels.split_drop`'s ``give_up``) -- the same examples
+        certified, far less work on the hopeless ones.
 
     Returns
     -------
@@ -121,6 +124,8 @@ def split_margins(W, bias, yu, base, radius2, basis, gram=None, kappas=KAPPAS, e
     gram = W @ W.T if gram is None else gram
     weak = coef[~strong]
     best = np.full(n, -np.inf)
+    # a drop of at least give_up leaves the margin at or below its target: the kernel may stop early there
+    give_up = np.full(n, np.inf) if target is None else base - np.asarray(target, dtype=np.float64)
     target = np.full(n, np.inf) if target is None else np.asarray(target, dtype=np.float64)
     for eta in etas:
         with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
@@ -135,6 +140,6 @@ def split_margins(W, bias, yu, base, radius2, basis, gram=None, kappas=KAPPAS, e
                 return best
             drop = np.empty(rows.size)
             kernels.split_drop(yu[rows], bias, top, alpha, resid, strong, norms, gram, coef, weak_quad, weak_top,
-                               float(radius2), float(kappa), float(eta), drop)
+                               float(radius2), float(kappa), float(eta), give_up[rows], drop)
             best[rows] = np.maximum(best[rows], base[rows] - np.where(np.isnan(drop), np.inf, drop))
     return best
