@@ -118,6 +118,22 @@ def test_resumed_run_matches_an_uninterrupted_one(tmp_path, rank):
     assert history == history_resumed
 
 
+def test_resumed_run_following_the_gram_matrix_matches_an_uninterrupted_one(tmp_path, monkeypatch):
+    """K = W W^T is formed again at every checkpoint step, so a resumed run repeats the same bits."""
+    import fpsim.network
+    monkeypatch.setattr(fpsim.network, "SPARSE_CROSSOVER", 1.0)  # every step follows K
+    model = SparseCodingModel(40, 4, margin=0.3, seed=1)
+    W = np.repeat(model.dictionary.T, 2, axis=0) + 0.05 * np.random.default_rng(2).standard_normal((80, 40))
+    net = TwoLayerNet(W.astype(np.float32), threshold=0.3)
+    kwargs = dict(steps=24, batch=16, lr=0.3, tau=0.2, eval_size=40, robust_eval_size=30, record_every=6,
+                  checkpoint_every=18, seed=4)
+    path = tmp_path / "adv.npz"
+    whole, history = train_adversarial(net, model, checkpoint=path, **kwargs)
+    resumed, history_resumed = train_adversarial(net, model, checkpoint=path, **kwargs)
+    np.testing.assert_array_equal(whole.W, resumed.W)
+    assert history == history_resumed
+
+
 def test_extra_evaluate_entries_are_kept():
     model, net = _small()
     _, history = train_adversarial(net, model, steps=4, batch=4, lr=0.1, tau=0.1, eval_size=20,
