@@ -447,8 +447,9 @@ def torch_fgm(W, x, y, theta, tau):
 ONE_RUN = dict(restarts=1, zero_start=False)
 
 
-#: The adversarial step's exact formation of K = W W^T, once every GRAM_REFRESH steps (timed on its own,
-#: added to the step's time amortised in the targets)
+#: The adversarial step's exact formation of K = W W^T, once every GRAM_REFRESH steps while following K pays
+#: (timed on its own after the step's rounds, so it is 0 where K is not followed; added to the step's time
+#: amortised in the targets)
 GRAM_OP = "form K = W Wᵀ (every %d adversarial steps)" % GRAM_REFRESH
 
 
@@ -473,8 +474,8 @@ def trained_operations(net, x, y, z, tau, rng, batch):
         steps = [0]
 
         def run():  # train_adversarial's step: the attack leaves its last pre-activations to the SGD step
-            if stepper.gram is not None and steps[0] % GRAM_REFRESH == 0:  # as run_sgd does (timed apart)
-                stepper.gram.refresh(stepper.net.W)
+            if stepper.gram is not None and steps[0] % GRAM_REFRESH == 0 and stepper.gram.wanted:
+                stepper.gram.refresh(stepper.net.W)  # as run_sgd does (timed apart: GRAM_OP)
             steps[0] += 1
             x_adv = x + fpsim.attacks.perturbation(stepper.net, x, y, "pgd", 2, tau, rng=rng, steps=ADV_PGD_STEPS,
                                                    units=units, gram=stepper.gram)
@@ -497,7 +498,9 @@ def trained_operations(net, x, y, z, tau, rng, batch):
             "NumPy": lambda: numpy_dense_step(W_np, x + numpy_pgd(W_np, x, yf, theta, tau, ADV_PGD_STEPS, rng),
                                               yf, theta, LR)},
     }
-    ops[GRAM_OP] = {"fpsim": lambda: adversarial_step.gram.refresh(adversarial_step.net.W)}
+    # what run_sgd does every GRAM_REFRESH steps: form K again, if following it paid at the last step
+    ops[GRAM_OP] = {"fpsim": lambda: adversarial_step.gram.wanted and adversarial_step.gram.refresh(
+        adversarial_step.net.W)}
     W32 = net.W
     u = np.empty((batch, net.m), np.float32)
     coef = np.random.default_rng(0).standard_normal((batch, net.m), dtype=np.float32)

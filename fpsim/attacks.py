@@ -144,8 +144,9 @@ def pgd(net, x, y, norm, tau, steps=10, step_size=None, restarts=1, rng=None, ze
         While it is current (and ``x`` is in the net's dtype), each run forms :math:`X W^\top` and
         :math:`\delta^{(0)} W^\top` once and then follows the pre-activations
         of its iterates through :math:`K` (:func:`fpsim.kernels.gram_advance`)
-        at the iterations whose coefficients are sparse: the same iterates as
-        without it up to float rounding, fewer products with :math:`W`.
+        at the iterations where that pays (:meth:`fpsim.network.Gram.pays`):
+        the same iterates as without it up to float rounding, fewer products
+        with :math:`W`.
 
     Returns
     -------
@@ -531,11 +532,11 @@ class _Oracle:
         if self.gram is None:
             return
         ws = self.ws
-        if ws.nnz >= 0:  # the last gradient was C W over the active pairs: C K for its product
+        if self.gram.pays(ws.nnz, ws.u.shape[0], ws.grad_x.shape[1]):  # the last gradient was C W over few active pairs
             kernels.gram_advance(ws.row_ptr, ws.col, ws.row_val, self.gram.matrix, self.factors,
                                  self.q, self.p, self.u)
-        else:
-            self.start(delta)
+        else:  # the product with W is cheaper here: form it from now on, as without K
+            self.gram = self.factors = None
 
     def gradient(self, x_adv):
         """Loss gradients ``(n, d)`` at ``x_adv``."""

@@ -1,13 +1,17 @@
 r"""Numba kernels: the hot loops of fpsim, each next to the equation it computes.
 
 Every kernel takes plain arrays, writes into caller-provided output buffers
-(so training loops allocate nothing per step) and is compiled once per dtype
+(so training loops allocate nothing per step but :func:`gram_update`'s
+per-tile scratch) and is compiled once per dtype
 and cached on disk.  The two large matrix products of a dense step
 (``U = X W^T`` and ``G = C^T X``) are left to BLAS; these kernels do the
 fused element-wise work around them and the sparse products -- among them
 the backward products over the active units only (:func:`active_pairs`,
 :func:`csc_rows_update`, :func:`csr_rows_times`), which replace BLAS when
-few units are active, as on clean-trained networks.
+few units are active, as on clean-trained networks, and the forward products
+of :math:`\ell_2` PGD's iterates through :math:`K = W W^\top`
+(:func:`gram_advance`, with :func:`gram_update` carrying :math:`K` through an
+SGD step).
 
 Notation (``docs/MODEL.md`` §3): pre-activation :math:`u_{bi} = \langle
 w_i, x_b\rangle`, bias :math:`b_i`, activation :math:`\phi` (ReLU, or the

@@ -70,6 +70,15 @@ class Threshold:
 #: (crossover table in ``benchmarks/README.md``).
 SPARSE_CROSSOVER = 0.1
 
+#: Largest :math:`|\mathcal A| / (n d)` (the active fraction times :math:`m/d`) for which a :class:`Gram`
+#: is followed: its products stream :math:`|\mathcal A|` rows of the :math:`(m, m)` matrix :math:`K`
+#: from memory, :math:`|\mathcal A| m` multiply-adds, where the product it replaces is :math:`n m d` of
+#: them at the sgemm rate.  Measured in
+#: ``benchmarks/run.py`` (``benchmarks/README.md``): at 0.016 (d = 2000, m = 4000) the adversarial step
+#: gains 1.35-1.7x, at 0.064 (d = 1000, m = 4000) it loses 23 % with 2 threads, at 0.08 (d = 800,
+#: m = 3200) it loses with 1 and 2 threads; the path does not scale with threads as BLAS does.
+GRAM_CROSSOVER = 0.03
+
 
 class Workspace:
     r"""Preallocated buffers for repeated loss/gradient evaluations on batches of one size.
@@ -139,8 +148,8 @@ class Gram:
     instead of :math:`B m d` when few units are active.  :func:`fpsim.attacks.pgd`
     uses it (``gram=``) while :attr:`current`; :meth:`TwoLayerNet.sgd_step`
     keeps it current through a step over the active pairs
-    (:func:`fpsim.kernels.gram_update`, a rank-:math:`2B` update) and marks it
-    stale after a dense step; :meth:`refresh` forms it again.  Kept by
+    (:func:`fpsim.kernels.gram_update`, a rank-:math:`2B` update) where that
+    :meth:`pays` and marks it stale otherwise; :meth:`refresh` forms it again.  Kept by
     recursion, it agrees with :math:`W W^\top` to float rounding that grows
     with the steps since the last refresh (``fpsim.train`` refreshes every
     :data:`fpsim.train.GRAM_REFRESH` steps).
@@ -158,6 +167,9 @@ class Gram:
         :math:`K`.
     current : bool
         Whether :attr:`matrix` is :math:`W W^\top` of the network's current weights.
+    wanted : bool
+        Whether following it paid at the last SGD step (:meth:`pays`; ``True``
+        before any): ``fpsim.train`` forms it again only then, and at checkpoints.
     """
 
     def __init__(self, m, dtype):
@@ -166,7 +178,14 @@ class Gram:
         check_allocation(f"Gram(m={m}, dtype={dtype.name})", m * m * dtype.itemsize)
         self.matrix = np.empty((m, m), dtype)
         self.current = False
+        self.wanted = True
         self._r = self._ctg = None
+
+    def pays(self, nnz, n, d):
+        r"""Whether following :math:`K` beats the product with :math:`W` for ``nnz`` active pairs of an
+        ``(n, m)`` batch in dimension ``d``: :math:`0 \le |\mathcal A| \le` :data:`GRAM_CROSSOVER` :math:`\cdot\, n d`
+        (``nnz = -1``: the dense path, never)."""
+        return 0 <= nnz <= GRAM_CROSSOVER * n * d
 
     def refresh(self, W):
         r"""Form :math:`K = W W^\top` of the weights ``W`` ``(m, d)``; :attr:`current` becomes ``True``."""
@@ -508,7 +527,7 @@ class TwoLayerNet:
             product.  Read, not modified; its values are the caller's promise.
         gram : Gram, optional
             Kept current through a step over the active pairs (while it is
-            :attr:`Gram.current`), marked stale by a dense step.
+            :attr:`Gram.current` and where :meth:`Gram.pays`), marked stale otherwise.
 
         Returns
         -------
@@ -528,12 +547,15 @@ class TwoLayerNet:
             loss += 0.5 * lam * float(np.vdot(self._W, self._W))
         alpha, beta = -lr / n, 1.0 - lr * lam
         if ws.find_active():
-            if gram is not None and gram.current:  # K follows W: the pre-activations at the old W
-                gram.follow_step(ws, x, self.preactivations(x) if units is None else units, alpha, beta)
+            if gram is not None:  # K follows W where that pays: from the pre-activations at the old W
+                gram.wanted = gram.pays(ws.nnz, n, self.d)
+                if gram.current and gram.wanted:
+                    gram.follow_step(ws, x, self.preactivations(x) if units is None else units, alpha, beta)
+                gram.current = gram.current and gram.wanted
             kernels.csc_rows_update(ws.col_ptr, ws.row, ws.col_val, x, self.dtype.type(alpha),
                                     self.dtype.type(beta), self._W)
         else:  # W^T <- beta W^T + alpha X^T C, in place: W^T, X^T and C^T are F-contiguous views
             if gram is not None:
-                gram.current = False
+                gram.current = gram.wanted = False
             ws.gemm(alpha, x.T, ws.u.T, beta=beta, c=self._W.T, trans_b=1, overwrite_c=1)
         return float(loss)

@@ -40,7 +40,7 @@ from .network import Gram, Workspace
 
 PATHS = ("auto", "dense", "dictionary")
 
-#: Steps between exact formations of :math:`K = W W^\top` when adversarial training follows it
+#: Steps between exact formations of :math:`K = W W^\top` while adversarial training follows it
 #: (:class:`~fpsim.network.Gram`; also at every checkpoint step, so a resumed run repeats bit for bit).
 GRAM_REFRESH = 100
 
@@ -307,8 +307,10 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
     gram : fpsim.network.Gram, optional
         :math:`K = W W^\top`, for a ``perturb`` that follows it (adversarial
         :math:`\ell_2` PGD): formed before every step that is a multiple of
-        :data:`GRAM_REFRESH` or of ``checkpoint_every``, followed through the
-        sparse steps between (:class:`DenseStep` only).
+        ``checkpoint_every`` (so a resumed run repeats the same bits), and of
+        :data:`GRAM_REFRESH` while following it pays
+        (:attr:`fpsim.network.Gram.wanted`); followed through the sparse steps
+        between (:class:`DenseStep` only).
     eval_size : int, default 2000
         Size of the held-out set for the history.
     record_every : int, optional
@@ -390,7 +392,7 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
     clock = time.perf_counter()
     last_print = clock
     for t in range(start, steps):
-        if gram is not None and (t % GRAM_REFRESH == 0 or t % checkpoint_every == 0):
+        if gram is not None and (t % checkpoint_every == 0 or t % GRAM_REFRESH == 0 and gram.wanted):
             gram.refresh(net.W)
         x, y, z = data.batch(batch, inputs=stepper.needs_inputs)
         units = None

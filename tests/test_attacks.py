@@ -276,7 +276,9 @@ def _atom_net(dtype, activation="relu", m=80):
 def test_pgd_through_the_gram_matrix_gives_the_same_iterates(monkeypatch, activation, restarts, dtype):
     """l2 fixed-step PGD with its pre-activations followed through K = W W^T agrees with forming them."""
     import fpsim.kernels
+    import fpsim.network
     from fpsim.network import Gram
+    monkeypatch.setattr(fpsim.network, "GRAM_CROSSOVER", 1.0)  # follow K whatever it costs at this size
     net, x, y = _atom_net(dtype, activation)
     calls = []
     advance = fpsim.kernels.gram_advance
@@ -309,3 +311,19 @@ def test_pgd_gram_needs_l2_fixed_steps_and_a_matching_matrix():
         pgd(net, x, y, 2, 0.1, schedule="fixed", gram=Gram(net.m, np.float64))
     with pytest.raises(ValueError, match="gram needs"):
         pgd(Wrapped(net), x, y, 2, 0.1, schedule="fixed", gram=gram)
+
+
+def test_pgd_forms_the_products_where_following_k_does_not_pay(monkeypatch):
+    """At the default crossover this small net (|A| / (n d) ~ 0.2) is cheaper to multiply directly."""
+    import fpsim.kernels
+    from fpsim.network import Gram
+    net, x, y = _atom_net(np.float32)
+    calls = []
+    monkeypatch.setattr(fpsim.kernels, "gram_advance", lambda *a: calls.append(1))
+    gram = Gram(net.m, np.float32)
+    gram.refresh(net.W)
+    kw = dict(steps=5, zero_start=False, schedule="fixed")
+    followed = pgd(net, x, y, 2, 0.5, rng=np.random.default_rng(2), gram=gram, **kw)
+    assert calls == []
+    np.testing.assert_allclose(followed, pgd(net, x, y, 2, 0.5, rng=np.random.default_rng(2), **kw),
+                               rtol=0, atol=1e3 * np.finfo(np.float32).eps)

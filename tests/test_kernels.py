@@ -203,6 +203,7 @@ def test_results_are_deterministic_across_numba_thread_counts(monkeypatch, cross
     import fpsim.network
     from threadpoolctl import threadpool_limits
     monkeypatch.setattr(fpsim.network, "SPARSE_CROSSOVER", crossover)
+    monkeypatch.setattr(fpsim.network, "GRAM_CROSSOVER", crossover)  # 1: adversarial training follows K
     previous = numba.get_num_threads()
     runs = []
     try:

@@ -227,10 +227,13 @@ def test_forward64_is_the_float64_function_of_the_stored_weights(activation):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_gram_follows_sparse_steps_and_is_stale_after_a_dense_one(dtype):
-    """K = W W^T carried through sparse SGD steps (units given or not) stays W W^T; a dense step stales it."""
+def test_gram_follows_sparse_steps_and_is_stale_after_a_dense_one(monkeypatch, dtype):
+    """K = W W^T carried through sparse SGD steps (units given or not) stays W W^T; a dense step stales it,
+    and so does a sparse step where following K does not pay."""
+    import fpsim.network
     from fpsim import SparseCodingModel
     from fpsim.network import Gram, Workspace
+    monkeypatch.setattr(fpsim.network, "GRAM_CROSSOVER", 1.0)
     model = SparseCodingModel(40, 4, seed=1)
     W = np.repeat(model.dictionary.T, 2, axis=0) + 0.05 * np.random.default_rng(2).standard_normal((80, 40))
     net = TwoLayerNet(W.astype(dtype), threshold=0.3)
@@ -251,5 +254,10 @@ def test_gram_follows_sparse_steps_and_is_stale_after_a_dense_one(dtype):
     np.testing.assert_allclose(gram.matrix, exact, rtol=0, atol=tol * np.abs(exact).max())
     net.sgd_step(x, y, 0.5, workspace=Workspace(32, 80, 40, net.dtype, crossover=0.0), gram=gram)
     assert not gram.current
+    gram.refresh(net.W)
+    assert gram.pays(ws.nnz, 32, 40)
+    monkeypatch.setattr(fpsim.network, "GRAM_CROSSOVER", 0.5 * ws.nnz / (32 * 40))
+    net.sgd_step(x, y, 0.5, workspace=ws, gram=gram)
+    assert ws.nnz >= 0 and not gram.pays(ws.nnz, 32, 40) and not gram.current
     with pytest.raises(ValueError, match="m must"):
         Gram(0, dtype)

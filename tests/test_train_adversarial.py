@@ -87,6 +87,7 @@ def test_following_the_gram_matrix_gives_the_same_training(monkeypatch, dtype):
     import fpsim.network
     from fpsim.attacks import perturbation
     monkeypatch.setattr(fpsim.network, "SPARSE_CROSSOVER", 1.0)  # every step over the active pairs
+    monkeypatch.setattr(fpsim.network, "GRAM_CROSSOVER", 1.0)    # and following K, whatever it costs
     model = SparseCodingModel(40, 4, margin=0.3, seed=1, dtype=dtype)
     W = np.repeat(model.dictionary.T, 2, axis=0) + 0.05 * np.random.default_rng(2).standard_normal((80, 40))
     net = TwoLayerNet(W.astype(dtype), threshold=0.3)
@@ -122,6 +123,7 @@ def test_resumed_run_following_the_gram_matrix_matches_an_uninterrupted_one(tmp_
     """K = W W^T is formed again at every checkpoint step, so a resumed run repeats the same bits."""
     import fpsim.network
     monkeypatch.setattr(fpsim.network, "SPARSE_CROSSOVER", 1.0)  # every step follows K
+    monkeypatch.setattr(fpsim.network, "GRAM_CROSSOVER", 1.0)
     model = SparseCodingModel(40, 4, margin=0.3, seed=1)
     W = np.repeat(model.dictionary.T, 2, axis=0) + 0.05 * np.random.default_rng(2).standard_normal((80, 40))
     net = TwoLayerNet(W.astype(np.float32), threshold=0.3)
