@@ -74,9 +74,10 @@ SPARSE_CROSSOVER = 0.1
 #: is followed: its products stream :math:`|\mathcal A|` rows of the :math:`(m, m)` matrix :math:`K`
 #: from memory, :math:`|\mathcal A| m` multiply-adds, where the product it replaces is :math:`n m d` of
 #: them at the sgemm rate.  Measured in
-#: ``benchmarks/run.py`` (``benchmarks/README.md``): at 0.016 (d = 2000, m = 4000) the adversarial step
-#: gains 1.35-1.7x, at 0.064 (d = 1000, m = 4000) it loses 23 % with 2 threads, at 0.08 (d = 800,
-#: m = 3200) it loses with 1 and 2 threads; the path does not scale with threads as BLAS does.
+#: ``benchmarks/README.md``: at 0.016 (d = 2000, m = 4000) the adversarial step is 1.24x (2 threads)
+#: to 1.72x (1 thread) faster, at 0.064 (d = 1000, m = 4000) 1.04x faster with 1 thread and 0.71x with
+#: 2, at 0.08 (d = 800, m = 3200) slower with both: the path is memory-bound and does not scale with
+#: threads as BLAS does.
 GRAM_CROSSOVER = 0.03
 
 
