@@ -856,7 +856,7 @@ def unit_drops(u, y, radius, bias, q, rho, out):
 
 
 @numba.njit(cache=True, parallel=True)
-def joint_lipschitz_drop(drop, order, counts, gram_pos, radius2, out):
+def joint_lipschitz_drop(drop, order, counts, gram_pos, radius2, give_up, out):
     r"""Certified margin loss, best over nested sets of jointly bounded units.
 
     For a unit set :math:`S` the margin can fall by at most
@@ -876,7 +876,11 @@ def joint_lipschitz_drop(drop, order, counts, gram_pos, radius2, out):
     :math:`\|\sum_{i\in T} w_i\|_2^2 = \sum_{i,j\in T} G_{ij} \le \sum_{i,j \in S} (G_{ij})_+`.
     ``out[b]`` is :math:`\min_t D(S_t)` over the prefixes
     :math:`S_t` = the first :math:`t = 0..\text{counts}_b` units of
-    ``order[b]``; :math:`t = 0` is the per-unit bound.
+    ``order[b]``; :math:`t = 0` is the per-unit bound.  The square-root term
+    never decreases along the prefixes (:math:`(G_{ij})_+ \ge 0`), so the scan
+    stops once it alone reaches the minimum so far (the same minimum) or
+    ``give_up[b]`` (below): :math:`O(t^2)` work for the :math:`t` units scanned
+    instead of :math:`O(\text{counts}_b^2)`.
 
     Parameters
     ----------
@@ -890,6 +894,12 @@ def joint_lipschitz_drop(drop, order, counts, gram_pos, radius2, out):
         :math:`(G_{ij})_+ = \max(\langle w_i, w_j\rangle, 0)`.
     radius2 : float
         :math:`\rho_2`.
+    give_up : (n,) float64 array
+        A bound at or above ``give_up[b]`` is of no use for example ``b``:
+        once the minimum so far and the square-root term (a floor for every
+        longer prefix) both reach it, the scan stops and ``out[b]`` is the
+        minimum so far -- a sound bound, at or above ``give_up[b]`` as the
+        full minimum is (``inf``: never stop early for this reason).
     out : (n,) float64 array, written
     """
     n = drop.shape[0]
@@ -909,6 +919,9 @@ def joint_lipschitz_drop(drop, order, counts, gram_pos, radius2, out):
             value = max(rest, 0.0) + radius2 * np.sqrt(quad)
             if value < best:
                 best = value
+            floor = radius2 * np.sqrt(quad)  # quad never decreases (G+ >= 0): a floor for longer prefixes
+            if floor >= best or floor >= give_up[b] and best >= give_up[b]:
+                break
         out[b] = best
 
 
@@ -1047,12 +1060,14 @@ def split_drop(yu, bias, top, alpha, resid, strong, norms, gram, coef, weak_quad
         Class thresholds (any values give a sound bound).
     give_up : (n,) float64 array
         A loss bound at or above ``give_up[b]`` is of no use for example ``b``
-        (it certifies nothing).  The bound is at least :math:`R L \ge
-        R\,(\sum_{F \cup N} c_i^2 G_{ii})^{1/2}` (take :math:`v = (R, 0)`;
-        :math:`L^2` holds these diagonal terms and non-negative others), an
-        :math:`O(|F \cup N|)` sum: where that reaches ``give_up[b]``, the
-        :math:`O(|F \cup N|^2)` part is skipped and ``out[b]`` is
-        :math:`+\infty`, still an upper bound on the loss.
+        (it certifies nothing).  The bound is at least its objective at
+        :math:`v = (R, 0)` and at :math:`v = (0, R)`, so at least
+        :math:`\max\big(R L + q_{\rm in} R^2,\ (q_{\rm out} + b^2) R^2\big)`
+        with :math:`L \ge (\sum_{F \cup N} c_i^2 G_{ii})^{1/2}` (:math:`L^2`
+        holds these diagonal terms and non-negative others) and
+        :math:`b^2` = ``weak_top``: :math:`O(|F \cup N| + d)` work.  Where that
+        reaches ``give_up[b]``, the :math:`O(|F \cup N|^2)` part is skipped and
+        ``out[b]`` is :math:`+\infty`, still an upper bound on the loss.
     out : (n,) float64 array, written
         Upper bound on the margin loss.
     """
@@ -1091,14 +1106,16 @@ def split_drop(yu, bias, top, alpha, resid, strong, norms, gram, coef, weak_quad
         diagonal = 0.0
         for s in range(count):
             diagonal += chord[s] * chord[s] * gram[members[s], members[s]]
-        if radius * np.sqrt(diagonal) >= give_up[b]:
-            out[b] = np.inf                       # the bound would be at least this: no use for b
-            continue
         j1 = np.flatnonzero(in_j1)
         q_in = 0.0
         for j in j1:
             q_in = max(q_in, q[j])
         q_out = q.max()
+        # the bound is at least its value at v = (R, 0) and at v = (0, R) (see give_up)
+        floor = max(radius * np.sqrt(diagonal) + q_in * radius * radius, (q_out + weak_top) * radius * radius)
+        if floor >= give_up[b]:
+            out[b] = np.inf                       # the bound would be at least this: no use for b
+            continue
         on_j1 = np.empty((count, j1.size))       # the rows' J1 coordinates: their Gram is one BLAS product
         for s in range(count):
             for t in range(j1.size):

@@ -337,6 +337,33 @@ def test_ascend_project_reports_the_factors_of_its_l2_step(rng, dtype):
     np.testing.assert_allclose(factors[2:, 0], 0.5 / np.linalg.norm(grad[2:], axis=1), rtol=1e-5)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_joint_lipschitz_drop_is_the_minimum_over_every_prefix(seed):
+    """The kernel stops scanning early; the minimum is the one over all prefixes, written out in NumPy."""
+    rng = np.random.default_rng(seed)
+    n, m = 6, 40
+    W = rng.standard_normal((m, 9))
+    gram_pos = np.maximum(W @ W.T, 0.0)
+    drop = np.where(rng.random((n, m)) < 0.7, rng.exponential(1.0, (n, m)), 0.0)
+    order = np.argsort(-drop, axis=1, kind="stable")
+    counts = (drop > 0).sum(axis=1)
+    radius2 = rng.uniform(0.01, 0.5)
+    out, stopped = np.empty(n), np.empty(n)
+    kernels.joint_lipschitz_drop(drop, order, counts, gram_pos, radius2, np.full(n, np.inf), out)
+    give_up = rng.uniform(0.0, 2.0, n) * out               # some below the minimum, some above
+    kernels.joint_lipschitz_drop(drop, order, counts, gram_pos, radius2, give_up, stopped)
+    np.testing.assert_array_equal(stopped < give_up, out < give_up)   # the same examples certify
+    assert np.all(stopped >= out)                          # a minimum over fewer prefixes: still a bound
+    np.testing.assert_array_equal(stopped[out < give_up], out[out < give_up])
+    for b in range(n):
+        values = [drop[b].sum()]                           # t = 0: every unit by its own worst case
+        for t in range(1, counts[b] + 1):
+            inside = order[b, :t]
+            rest = drop[b].sum() - drop[b, inside].sum()
+            values.append(max(rest, 0.0) + radius2 * np.sqrt(gram_pos[np.ix_(inside, inside)].sum()))
+        assert out[b] == pytest.approx(min(values), rel=1e-12, abs=1e-12)
+
+
 def test_default_threads_honours_the_environment_and_the_affinity_mask(monkeypatch):
     from fpsim._threads import available_cores, default_threads
     monkeypatch.delenv("FPSIM_THREADS", raising=False)

@@ -139,11 +139,11 @@ def _certify(net, x, y, norm, tau, dictionary=None):
     share = np.where(moving, drop / np.maximum(radius, 1e-300), -1.0)
     order = np.argsort(-share, axis=1, kind="stable")
     gram = unit_W @ unit_W.T
-    joint = np.empty(n)
-    kernels.joint_lipschitz_drop(drop, order, counts, np.maximum(gram, 0.0), radius2 * scale, joint)
+    slack = (d + net.m) * np.finfo(np.float64).eps * (np.abs(u).sum(axis=1) + radius.sum())
+    joint = np.empty(n)   # (a drop of base - slack or more certifies nothing: the scan may stop there)
+    kernels.joint_lipschitz_drop(drop, order, counts, np.maximum(gram, 0.0), radius2 * scale, base - slack, joint)
 
     bounds = {"per_unit": base - drop.sum(axis=1), "gram": base - joint}
-    slack = (d + net.m) * np.finfo(np.float64).eps * (np.abs(u).sum(axis=1) + radius.sum())
     cheap = np.maximum(bounds["per_unit"], bounds["gram"])
     # Cheapest first; each later bound is evaluated only where the earlier ones leave an example
     # uncertified (the certified set is what evaluating everything everywhere would give).
