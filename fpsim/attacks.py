@@ -168,9 +168,7 @@ def pgd(net, x, y, norm, tau, steps=10, step_size=None, restarts=1, rng=None, ze
     if gram is not None:
         if oracle.ws is None or inf_norm or schedule != "fixed" or loss != "logistic":
             raise ValueError("gram needs a TwoLayerNet, norm 2, schedule='fixed' and loss='logistic'")
-        if gram.matrix.shape != (net.m, net.m) or gram.matrix.dtype != net.dtype:
-            raise ValueError(f"gram must be a {net.dtype} Gram of shape {(net.m, net.m)}, "
-                             f"got {gram.matrix.dtype} {gram.matrix.shape}")
+        gram.check_fits(net)
         if gram.current and x.dtype == net.dtype:  # K follows x + delta exactly, not its rounding to x's dtype
             oracle.follow(gram)
     if units is not None:

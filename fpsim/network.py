@@ -182,6 +182,12 @@ class Gram:
         self.wanted = True
         self._r = self._ctg = None
 
+    def check_fits(self, net):
+        """Raise ``ValueError`` unless this is a Gram matrix for ``net``'s ``(m, d)`` weights and dtype."""
+        if self.matrix.shape != (net.m, net.m) or self.matrix.dtype != net.dtype:
+            raise ValueError(f"gram must be a {net.dtype} Gram of shape {(net.m, net.m)}, "
+                             f"got {self.matrix.dtype} {self.matrix.shape}")
+
     def pays(self, nnz, n, d):
         r"""Whether following :math:`K` beats the product with :math:`W` for ``nnz`` active pairs of an
         ``(n, m)`` batch in dimension ``d``: :math:`0 \le |\mathcal A| \le` :data:`GRAM_CROSSOVER` :math:`\cdot\, n d`
@@ -543,6 +549,8 @@ class TwoLayerNet:
         ws = self._workspace(n, workspace)
         if units is not None:
             units = check_array("units", units, 2, dtype=self.dtype, shape=(n, self.m))
+        if gram is not None:
+            gram.check_fits(self)
         loss = self._coefficients(x, y, self._bias_or(bias), ws, units) / n
         if lam > 0:
             loss += 0.5 * lam * float(np.vdot(self._W, self._W))

@@ -261,3 +261,5 @@ def test_gram_follows_sparse_steps_and_is_stale_after_a_dense_one(monkeypatch, d
     assert ws.nnz >= 0 and not gram.pays(ws.nnz, 32, 40) and not gram.current
     with pytest.raises(ValueError, match="m must"):
         Gram(0, dtype)
+    with pytest.raises(ValueError, match="gram must be"):   # checked before the kernels index it
+        net.sgd_step(x, y, 0.5, workspace=ws, gram=Gram(79, dtype))
