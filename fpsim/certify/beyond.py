@@ -99,8 +99,9 @@ def split_margins(W, bias, yu, base, radius2, basis, gram=None, kappas=KAPPAS, e
     target : (n,) float64 ndarray, optional
         Once an example's bound exceeds its target (the certification slack),
         the remaining thresholds are not tried for it (they could only raise a
-        bound that already certifies); where the linear part alone shows that
-        the bound cannot exceed it, the example's bound is :math:`-\infty`
+        bound that already certifies); where a cheap floor of the bound (its
+        value at two points of the disk) shows that it cannot exceed the
+        target, the example's bound is :math:`-\infty`
         (:func:`fpsim.kernels.split_drop`'s ``give_up``) -- the same examples
         certified, far less work on the hopeless ones.
 
