@@ -210,7 +210,7 @@ def _fixed_run(oracle, x, delta, steps, alpha, tau, inf_norm, best, best_margin,
         margin, grad = oracle.margin_gradient(np.add(x, delta, out=x_adv))
         _keep(margin, delta, best, best_margin)
         kernels.ascend_project(delta, grad, alpha, tau, inf_norm, oracle.factors)
-        oracle.moved(delta)
+        oracle.moved()
     return _keep(oracle.margin(np.add(x, delta, out=x_adv), units), delta, best, best_margin)
 
 
@@ -525,8 +525,8 @@ class _Oracle:
             self.net.preactivations(delta, out=self.p)
             np.add(self.q, self.p, out=self.u)
 
-    def moved(self, delta):
-        """``delta`` took the step of :attr:`factors` along the last gradient: follow it (when following)."""
+    def moved(self):
+        """The iterate took the step of :attr:`factors` along the last gradient: follow it (when following)."""
         if self.gram is None:
             return
         ws = self.ws
