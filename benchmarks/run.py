@@ -48,7 +48,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import fpsim  # noqa: E402
 import fpsim.network  # noqa: E402
 from fpsim.network import Gram  # noqa: E402
-from fpsim.train import GRAM_REFRESH, DenseStep, DictionaryStep  # noqa: E402
+from fpsim.train import DenseStep, DictionaryStep  # noqa: E402
 
 try:
     import torch
@@ -447,10 +447,10 @@ def torch_fgm(W, x, y, theta, tau):
 ONE_RUN = dict(restarts=1, zero_start=False)
 
 
-#: The adversarial step's exact formation of K = W W^T, once every GRAM_REFRESH steps while following K pays
+#: The adversarial step's exact formation of K = W W^T, once every Gram.REFRESH steps while following K pays
 #: (timed on its own after the step's rounds, so it is 0 where K is not followed; added to the step's time
 #: amortised in the targets)
-GRAM_OP = "form K = W Wᵀ (every %d adversarial steps)" % GRAM_REFRESH
+GRAM_OP = "form K = W Wᵀ (every %d adversarial steps)" % Gram.REFRESH
 
 
 def trained_operations(net, x, y, z, tau, rng, batch):
@@ -474,7 +474,7 @@ def trained_operations(net, x, y, z, tau, rng, batch):
         steps = [0]
 
         def run():  # train_adversarial's step: the attack leaves its last pre-activations to the SGD step
-            if stepper.gram is not None and steps[0] % GRAM_REFRESH == 0 and stepper.gram.wanted:
+            if stepper.gram is not None and stepper.gram.due(steps[0]):
                 stepper.gram.refresh(stepper.net.W)  # as run_sgd does (timed apart: GRAM_OP)
             steps[0] += 1
             x_adv = x + fpsim.attacks.perturbation(stepper.net, x, y, "pgd", 2, tau, rng=rng, steps=ADV_PGD_STEPS,
@@ -498,7 +498,7 @@ def trained_operations(net, x, y, z, tau, rng, batch):
             "NumPy": lambda: numpy_dense_step(W_np, x + numpy_pgd(W_np, x, yf, theta, tau, ADV_PGD_STEPS, rng),
                                               yf, theta, LR)},
     }
-    # what run_sgd does every GRAM_REFRESH steps: form K again, if following it paid at the last step
+    # what run_sgd does every Gram.REFRESH steps: form K again, if following it paid at the last step
     ops[GRAM_OP] = {"fpsim": lambda: adversarial_step.gram.wanted and adversarial_step.gram.refresh(
         adversarial_step.net.W)}
     W32 = net.W
@@ -591,7 +591,7 @@ def trained_targets(rows):
     for r in rows:
         t, large = r["times"], r["size"].startswith("d=")
         if r["op"].startswith("adversarial") and r["state"] == "trained" and large:
-            fp = t["fpsim"] + gram[r["size"], r["state"]] / GRAM_REFRESH  # K's formation, amortised
+            fp = t["fpsim"] + gram[r["size"], r["state"]] / Gram.REFRESH  # K's formation, amortised
             ratio = t["fpsim dense"] / fp
             out.append((f"{r['size']}: adversarial step (with K's formation amortised) >= 1.6x fpsim's "
                         "dense path", f"{ratio:.2f}x", ratio >= 1.6))
@@ -601,7 +601,7 @@ def trained_targets(rows):
             else:
                 out.append((f"{r['size']}: adversarial step >= 1.8x PyTorch-CPU", "torch not importable", None))
         if r["state"] == "init" and r["op"] != GRAM_OP:
-            amortised = gram[r["size"], r["state"]] / GRAM_REFRESH if r["op"].startswith("adversarial") else 0.0
+            amortised = gram[r["size"], r["state"]] / Gram.REFRESH if r["op"].startswith("adversarial") else 0.0
             slowdown = (t["fpsim"] + amortised) / t["fpsim dense"] - 1
             out.append((f"{r['size']}: {r['op']} at initialisation no slower than dense (<= 5 %)",
                         f"{100 * slowdown:+.1f} %", slowdown <= 0.05))

@@ -152,8 +152,8 @@ class Gram:
     (:func:`fpsim.kernels.gram_update`, a rank-:math:`2B` update) where that
     :meth:`pays` and marks it stale otherwise; :meth:`refresh` forms it again.  Kept by
     recursion, it agrees with :math:`W W^\top` to float rounding that grows
-    with the steps since the last refresh (``fpsim.train`` refreshes every
-    :data:`fpsim.train.GRAM_REFRESH` steps).
+    with the steps since the last refresh (:meth:`due`: every
+    :attr:`REFRESH` steps).
 
     Parameters
     ----------
@@ -170,8 +170,11 @@ class Gram:
         Whether :attr:`matrix` is :math:`W W^\top` of the network's current weights.
     wanted : bool
         Whether following it paid at the last SGD step (:meth:`pays`; ``True``
-        before any): ``fpsim.train`` forms it again only then, and at checkpoints.
+        before any): :meth:`due` forms it again only then, and at checkpoints.
     """
+
+    #: Steps between exact formations of :math:`K` while following it pays.
+    REFRESH = 100
 
     def __init__(self, m, dtype):
         m = check_int("m", m, 1)
@@ -193,6 +196,17 @@ class Gram:
         ``(n, m)`` batch in dimension ``d``: :math:`0 \le |\mathcal A| \le` :data:`GRAM_CROSSOVER` :math:`\cdot\, n d`
         (``nnz = -1``: the dense path, never)."""
         return 0 <= nnz <= GRAM_CROSSOVER * n * d
+
+    def due(self, step, checkpoint_every=None):
+        """Whether to form :math:`K` exactly before SGD step ``step`` (counted from 0).
+
+        Every :attr:`REFRESH` steps while following it pays (:attr:`wanted`),
+        bounding the float drift of the recursion; and at every multiple of
+        ``checkpoint_every`` whatever :attr:`wanted` says, so a run resumed from
+        that step's checkpoint starts from the same :math:`K`, bit for bit.
+        """
+        return (checkpoint_every is not None and step % checkpoint_every == 0
+                or step % self.REFRESH == 0 and self.wanted)
 
     def refresh(self, W):
         r"""Form :math:`K = W W^\top` of the weights ``W`` ``(m, d)``; :attr:`current` becomes ``True``."""

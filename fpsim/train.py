@@ -40,11 +40,6 @@ from .network import Gram, Workspace
 
 PATHS = ("auto", "dense", "dictionary")
 
-#: Steps between exact formations of :math:`K = W W^\top` while adversarial training follows it
-#: (:class:`~fpsim.network.Gram`; also at every checkpoint step, so a resumed run repeats bit for bit).
-GRAM_REFRESH = 100
-
-
 def max_rank(net):
     """Largest rank of an update of ``net``'s ``(m, d)`` weights: ``min(m, d)``."""
     return min(net.m, net.d)
@@ -306,11 +301,10 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
         ``path`` and ``rank``.
     gram : fpsim.network.Gram, optional
         :math:`K = W W^\top`, for a ``perturb`` that follows it (adversarial
-        :math:`\ell_2` PGD): formed before every step that is a multiple of
-        ``checkpoint_every`` (so a resumed run repeats the same bits), and of
-        :data:`GRAM_REFRESH` while following it pays
-        (:attr:`fpsim.network.Gram.wanted`); followed through the sparse steps
-        between (:class:`DenseStep` only).
+        :math:`\ell_2` PGD): formed before the steps that
+        :meth:`fpsim.network.Gram.due` names (every checkpoint step, and every
+        :attr:`~fpsim.network.Gram.REFRESH` steps while following it pays);
+        followed through the sparse steps between (:class:`DenseStep` only).
     eval_size : int, default 2000
         Size of the held-out set for the history.
     record_every : int, optional
@@ -392,7 +386,7 @@ def run_sgd(net, model, *, steps, batch, lr, weight_decay=0.0, n_train=None, see
     clock = time.perf_counter()
     last_print = clock
     for t in range(start, steps):
-        if gram is not None and (t % checkpoint_every == 0 or t % GRAM_REFRESH == 0 and gram.wanted):
+        if gram is not None and gram.due(t, checkpoint_every):
             gram.refresh(net.W)
         x, y, z = data.batch(batch, inputs=stepper.needs_inputs)
         units = None

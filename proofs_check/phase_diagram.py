@@ -84,7 +84,7 @@ COLUMNS = ("d", "k", "c", "clean_acc", "adv_acc", "rho", "sqrt_k_rho", "clean_up
 
 
 def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None, adversarial=True,
-               start_level=START_LEVEL):
+               start_level=START_LEVEL, adv_steps_per_atom=None, lr_scale=1.0):
     r"""The :class:`~fpsim.config.Config` of grid cell :math:`(d, c)`.
 
     :math:`k = \mathrm{round}(d^c)` (at least 1, below :math:`d`), :math:`m = 2d`,
@@ -100,7 +100,14 @@ def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None, adv
     (the cell then gives the clean and the ideal net, hence :math:`R` and
     ``s_ideal``; adversarial training is the one phase whose cost grows like
     :math:`d^2` per step, so this reaches larger :math:`d` here).
+    ``adv_steps_per_atom``: adversarial steps ``adv_steps_per_atom * d / k``
+    instead of half the clean steps.  ``lr_scale`` multiplies both step sizes
+    of the base preset (``lr`` and ``adv_lr``): at large :math:`d/k` the units
+    fire on few inputs and grow slowly, so the base step sizes leave the net
+    near its initialisation within the grid's steps (``docs/finite-size.md``).
     """
+    if not (isinstance(lr_scale, (int, float)) and 0 < lr_scale < math.inf):
+        raise ValueError(f"lr_scale must be a finite number > 0, got {lr_scale!r}")
     s = QUICK if quick else FULL
     k = float(max(1, round(d ** c)))
     if k >= d:
@@ -108,8 +115,12 @@ def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None, adv
     per_atom = s["steps_per_atom"] if steps_per_atom is None else steps_per_atom
     clean_steps = max(1, int(round(per_atom * d / k)))
     root = math.sqrt(k)
+    adv_steps = max(1, clean_steps // 2 if adv_steps_per_atom is None else int(round(adv_steps_per_atom * d / k)))
+    lr = preset(base).lr
+    adv_lr = preset(base).adv_lr
     config = preset(base, d=int(d), k=k, m=2 * int(d), threshold=0.6 / root, tau=0.4 / root,
-                    clean_steps=clean_steps, adv_steps=max(1, clean_steps // 2) if adversarial else 0,
+                    lr=lr * lr_scale, adv_lr=None if adv_lr is None else adv_lr * lr_scale,
+                    clean_steps=clean_steps, adv_steps=adv_steps if adversarial else 0,
                     baseline_steps=0,
                     lowrank_ranks=None, fgm_check=False,
                     eval_size=s["eval_size"], robust_eval_size=s["robust_eval_size"], pgd_steps=s["pgd_steps"],
@@ -280,7 +291,7 @@ def plot(path, rows, fitted, ds, exponents):
 
 
 def run(ds, exponents, out, client=None, quick=False, base="paper", seed=0, steps_per_atom=None,
-        progress=True, adversarial=True, start_level=START_LEVEL):
+        progress=True, adversarial=True, start_level=START_LEVEL, adv_steps_per_atom=None, lr_scale=1.0):
     """Run the grid, measure every cell, fit, write ``phase.csv/md/json/png`` into ``out``.
 
     Parameters
@@ -293,7 +304,7 @@ def run(ds, exponents, out, client=None, quick=False, base="paper", seed=0, step
         Output folder (one sub-folder per cell; a rerun reuses finished cells).
     client : dask.distributed.Client, optional
         Run the cells and their measurements as tasks of this client.
-    quick, base, seed, steps_per_atom, adversarial, start_level
+    quick, base, seed, steps_per_atom, adversarial, start_level, adv_steps_per_atom, lr_scale
         As :func:`config_for`.
     progress : bool, default True
 
@@ -312,7 +323,8 @@ def run(ds, exponents, out, client=None, quick=False, base="paper", seed=0, step
     ds, exponents = sorted(set(ds)), sorted(set(exponents))
     settings = QUICK if quick else FULL
     clock = time.perf_counter()
-    cells = {(d, c): config_for(d, c, base, quick, seed, steps_per_atom, adversarial, start_level)
+    cells = {(d, c): config_for(d, c, base, quick, seed, steps_per_atom, adversarial, start_level,
+                                adv_steps_per_atom, lr_scale)
              for d in ds for c in exponents}
     names = {}
     for (d, c), config in cells.items():
@@ -338,7 +350,8 @@ def run(ds, exponents, out, client=None, quick=False, base="paper", seed=0, step
     os.replace(os.path.join(out, "phase.md.tmp"), os.path.join(out, "phase.md"))
     atomic_write_json(os.path.join(out, "phase.json"), jsonable(
                       {"id": ID, "statement": STATEMENT, "criterion": CRITERION, "quick": quick,
-                       "preset": base, "steps_per_atom": steps_per_atom, "rows": rows, "fit": fitted,
+                       "preset": base, "steps_per_atom": steps_per_atom, "adv_steps_per_atom": adv_steps_per_atom,
+                       "lr_scale": lr_scale, "start_level": start_level, "rows": rows, "fit": fitted,
                        "seconds": time.perf_counter() - clock}))
     figure = os.path.join(out, "phase.png")
     try:
@@ -367,6 +380,10 @@ def main(argv=None):
     parser.add_argument("--steps-per-atom", type=float, default=None,
                         help=f"clean SGD steps per atom, times d/k "
                              f"[{STEPS_PER_ATOM}; --quick: {QUICK['steps_per_atom']}]")
+    parser.add_argument("--adv-steps-per-atom", type=float, default=None,
+                        help="adversarial SGD steps per atom, times d/k [half the clean steps]")
+    parser.add_argument("--lr-scale", type=float, default=1.0,
+                        help="multiplies the base preset's step sizes lr and adv_lr [1]")
     parser.add_argument("--no-adversarial", dest="adversarial", action="store_false",
                         help="clean and ideal nets only (R and s_ideal, no s): skips adversarial training, "
                              "whose per-step cost grows like d^2")
@@ -382,13 +399,17 @@ def main(argv=None):
         parser.error(f"--k-exponents must lie in (0, 1), got {args.k_exponents}")
     if args.steps_per_atom is not None and not args.steps_per_atom > 0:
         parser.error(f"--steps-per-atom must be > 0, got {args.steps_per_atom}")
+    if args.adv_steps_per_atom is not None and not args.adv_steps_per_atom > 0:
+        parser.error(f"--adv-steps-per-atom must be > 0, got {args.adv_steps_per_atom}")
+    if not 0 < args.lr_scale < float("inf"):
+        parser.error(f"--lr-scale must be > 0 and finite, got {args.lr_scale}")
     if not 0 < args.start_level < float("inf"):
         parser.error(f"--start-level must be > 0 and finite, got {args.start_level}")
     try:  # every config is validated before any run starts
         for d in args.d:
             for c in args.k_exponents:
                 config_for(d, c, args.preset, args.quick, args.seed, args.steps_per_atom, args.adversarial,
-                           args.start_level)
+                           args.start_level, args.adv_steps_per_atom, args.lr_scale)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
     client = None
@@ -403,7 +424,8 @@ def main(argv=None):
         rows, fitted, text, figure = run(args.d, args.k_exponents, args.out, client=client, quick=args.quick,
                                          base=args.preset, seed=args.seed, steps_per_atom=args.steps_per_atom,
                                          progress=not args.quiet, adversarial=args.adversarial,
-                                         start_level=args.start_level)
+                                         start_level=args.start_level,
+                                         adv_steps_per_atom=args.adv_steps_per_atom, lr_scale=args.lr_scale)
     finally:
         if client is not None:
             client.close()

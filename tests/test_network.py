@@ -263,3 +263,16 @@ def test_gram_follows_sparse_steps_and_is_stale_after_a_dense_one(monkeypatch, d
         Gram(0, dtype)
     with pytest.raises(ValueError, match="gram must be"):   # checked before the kernels index it
         net.sgd_step(x, y, 0.5, workspace=ws, gram=Gram(79, dtype))
+
+
+def test_gram_is_due_every_refresh_interval_while_wanted_and_at_every_checkpoint():
+    """K is formed again every Gram.REFRESH steps only while following it pays, and at every checkpoint step."""
+    from fpsim.network import Gram
+    gram = Gram(3, np.float64)
+    steps = range(3 * Gram.REFRESH)
+    checkpoints = [t for t in steps if t % 70 == 0]
+    due = [t for t in steps if gram.due(t, checkpoint_every=70)]
+    assert due == sorted(set(checkpoints) | {0, Gram.REFRESH, 2 * Gram.REFRESH})
+    gram.wanted = False
+    assert [t for t in steps if gram.due(t, checkpoint_every=70)] == checkpoints
+    assert not any(gram.due(t) for t in range(3 * Gram.REFRESH))

@@ -96,7 +96,7 @@ def test_following_the_gram_matrix_gives_the_same_training(monkeypatch, dtype):
     monkeypatch.setattr(fpsim.kernels, "gram_update", lambda *a: (calls.append(1), update(*a)))
     kwargs = dict(steps=150, batch=16, lr=0.3, weight_decay=1e-3, eval_size=40, record_every=150, seed=3)
     followed, _ = train_adversarial(net, model, attack="pgd", norm=2, tau=0.2, robust_eval_size=30, **kwargs)
-    assert len(calls) == 150     # K followed every step (and was formed again every GRAM_REFRESH)
+    assert len(calls) == 150     # K followed every step (and was formed again every Gram.REFRESH)
 
     def perturb(net, x, y, rng):
         return x + perturbation(net, x, y, "pgd", 2, 0.2, rng=rng, steps=5)
