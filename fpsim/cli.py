@@ -42,6 +42,18 @@ def _show(value):
     return f"{value[0]:g} {value[1]:g}" if isinstance(value, tuple) else str(value)
 
 
+#: What an option parses ``none`` to: the field is unset (``None``), whatever the preset sets.
+UNSET = object()
+
+
+def _or_none(kind):
+    """``kind(text)``, or :data:`UNSET` for ``none``/``unset`` (an optional field's unset value)."""
+    def parse(text):
+        return UNSET if text.strip().lower() in ("none", "unset") else kind(text)
+    parse.__name__ = getattr(kind, "__name__", "value")  # argparse names the type in its error
+    return parse
+
+
 def _switch(text):
     """``on``/``off`` as a bool."""
     if text not in ("on", "off"):
@@ -65,10 +77,11 @@ def _add_config_options(parser):
             kwargs.update(type=_switch, metavar="{on,off}")
         elif "choices" in f.metadata:
             kwargs.update(choices=f.metadata["choices"], metavar=None)
-        elif kind is int:
-            kwargs["type"] = _integer
         else:
-            kwargs["type"] = kind
+            kwargs["type"] = _integer if kind is int else kind
+            if f.default is None:  # an optional field: 'none' unsets what the preset sets
+                kwargs["type"] = _or_none(kwargs["type"])
+                kwargs["help"] = kwargs["help"][:-1] + "; none: unset]"
         group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
 
 
@@ -131,16 +144,10 @@ def main(argv=None):
         return 0
     if args.command == "report":
         return _report(args.run_dir)
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
-                 if getattr(args, f.name) is not None}
-    overrides = {k: tuple(v) if isinstance(v, list) else v for k, v in overrides.items()}
     if args.threads is not None and args.threads < 1:
         return _error(f"threads must lie in [1, inf), got {args.threads}")
     try:
-        config = preset(args.preset, **overrides)
-        for name in overrides:
-            if name in MEANINGFUL_IF and not MEANINGFUL_IF[name][0](config):
-                raise ValueError(f"{MEANINGFUL_IF[name][1]}; drop it or change the setting it depends on")
+        config = config_from(args)
         preflight(config, args.out)
     except (TypeError, ValueError) as err:
         return _error(err)
@@ -155,6 +162,23 @@ def main(argv=None):
         print(f"fpsim: no figures: {report.get('figures')}")
     _print_claims(report)
     return 0
+
+
+def config_from(args):
+    """The :class:`~fpsim.config.Config` of parsed ``fpsim run`` arguments: the preset with the options given.
+
+    An optional field given as ``none`` is unset (``None``).  Raises
+    ``ValueError`` for a value out of range and for an option that the other
+    settings make meaningless (:data:`MEANINGFUL_IF`).
+    """
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(Config)
+                 if getattr(args, f.name) is not None}
+    overrides = {k: tuple(v) if isinstance(v, list) else None if v is UNSET else v for k, v in overrides.items()}
+    config = preset(args.preset, **overrides)
+    for name in overrides:
+        if name in MEANINGFUL_IF and not MEANINGFUL_IF[name][0](config):
+            raise ValueError(f"{MEANINGFUL_IF[name][1]}; drop it or change the setting it depends on")
+    return config
 
 
 def _report(run_dir):

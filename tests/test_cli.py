@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from fpsim.cli import _show, build_parser, main
+from fpsim.cli import _show, build_parser, config_from, main
 from fpsim.config import PRESETS, RANGES, Config, preset
 
 
@@ -85,3 +85,17 @@ def test_cli_rejects_bad_values(tmp_path, capsys):
 def test_cli_exposes_the_options():
     args = build_parser().parse_args(["run", "--lowrank-ranks", "1,2", "--fgm-check", "off"])
     assert args.lowrank_ranks == "1,2" and args.fgm_check is False
+
+
+def test_none_unsets_an_optional_field_that_the_preset_sets():
+    def config(*args):
+        return config_from(build_parser().parse_args(["run", *args]))
+    assert config("--preset", "headline").threshold_end == 0.12
+    flat = config("--preset", "headline", "--threshold-end", "none", "--sigma0", "None", "--adv-lr", "unset")
+    assert (flat.threshold_end, flat.sigma0, flat.adv_lr) == (None, None, None)
+    assert config("--n-train", "NONE").n_train is None and config("--node-budget", "50").node_budget == 50
+    with pytest.raises(ValueError, match="--ramp-steps needs --threshold-end"):
+        config("--preset", "headline", "--threshold-end", "none", "--ramp-steps", "10")
+    for field in ("--threshold", "--d", "--k"):          # required fields cannot be unset
+        with pytest.raises(SystemExit):
+            build_parser().parse_args(["run", field, "none"])
