@@ -84,7 +84,7 @@ COLUMNS = ("d", "k", "c", "clean_acc", "adv_acc", "rho", "sqrt_k_rho", "clean_up
 
 
 def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None, adversarial=True,
-               start_level=START_LEVEL, adv_steps_per_atom=None, lr_scale=1.0):
+               start_level=START_LEVEL, adv_steps_per_atom=None, lr_scale=1.0, adv_lr_scale=1.0):
     r"""The :class:`~fpsim.config.Config` of grid cell :math:`(d, c)`.
 
     :math:`k = \mathrm{round}(d^c)` (at least 1, below :math:`d`), :math:`m = 2d`,
@@ -101,13 +101,15 @@ def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None, adv
     ``s_ideal``; adversarial training is the one phase whose cost grows like
     :math:`d^2` per step, so this reaches larger :math:`d` here).
     ``adv_steps_per_atom``: adversarial steps ``adv_steps_per_atom * d / k``
-    instead of half the clean steps.  ``lr_scale`` multiplies both step sizes
-    of the base preset (``lr`` and ``adv_lr``): at large :math:`d/k` the units
-    fire on few inputs and grow slowly, so the base step sizes leave the net
-    near its initialisation within the grid's steps (``docs/finite-size.md``).
+    instead of half the clean steps.  ``lr_scale`` and ``adv_lr_scale``
+    multiply the base preset's clean and adversarial step sizes (``lr``,
+    ``adv_lr``): at large :math:`d/k` the units fire on few inputs and grow
+    slowly, so the base clean step size leaves the net near its
+    initialisation within the grid's steps (``docs/finite-size.md``).
     """
-    if not (isinstance(lr_scale, (int, float)) and 0 < lr_scale < math.inf):
-        raise ValueError(f"lr_scale must be a finite number > 0, got {lr_scale!r}")
+    for name, scale in (("lr_scale", lr_scale), ("adv_lr_scale", adv_lr_scale)):
+        if not (isinstance(scale, (int, float)) and 0 < scale < math.inf):
+            raise ValueError(f"{name} must be a finite number > 0, got {scale!r}")
     s = QUICK if quick else FULL
     k = float(max(1, round(d ** c)))
     if k >= d:
@@ -117,9 +119,9 @@ def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None, adv
     root = math.sqrt(k)
     adv_steps = max(1, clean_steps // 2 if adv_steps_per_atom is None else int(round(adv_steps_per_atom * d / k)))
     lr = preset(base).lr
-    adv_lr = preset(base).adv_lr
+    adv_lr = lr if preset(base).adv_lr is None else preset(base).adv_lr
     config = preset(base, d=int(d), k=k, m=2 * int(d), threshold=0.6 / root, tau=0.4 / root,
-                    lr=lr * lr_scale, adv_lr=None if adv_lr is None else adv_lr * lr_scale,
+                    lr=lr * lr_scale, adv_lr=adv_lr * adv_lr_scale,
                     clean_steps=clean_steps, adv_steps=adv_steps if adversarial else 0,
                     baseline_steps=0,
                     lowrank_ranks=None, fgm_check=False,
@@ -291,7 +293,8 @@ def plot(path, rows, fitted, ds, exponents):
 
 
 def run(ds, exponents, out, client=None, quick=False, base="paper", seed=0, steps_per_atom=None,
-        progress=True, adversarial=True, start_level=START_LEVEL, adv_steps_per_atom=None, lr_scale=1.0):
+        progress=True, adversarial=True, start_level=START_LEVEL, adv_steps_per_atom=None, lr_scale=1.0,
+        adv_lr_scale=1.0):
     """Run the grid, measure every cell, fit, write ``phase.csv/md/json/png`` into ``out``.
 
     Parameters
@@ -304,7 +307,7 @@ def run(ds, exponents, out, client=None, quick=False, base="paper", seed=0, step
         Output folder (one sub-folder per cell; a rerun reuses finished cells).
     client : dask.distributed.Client, optional
         Run the cells and their measurements as tasks of this client.
-    quick, base, seed, steps_per_atom, adversarial, start_level, adv_steps_per_atom, lr_scale
+    quick, base, seed, steps_per_atom, adversarial, start_level, adv_steps_per_atom, lr_scale, adv_lr_scale
         As :func:`config_for`.
     progress : bool, default True
 
@@ -324,7 +327,7 @@ def run(ds, exponents, out, client=None, quick=False, base="paper", seed=0, step
     settings = QUICK if quick else FULL
     clock = time.perf_counter()
     cells = {(d, c): config_for(d, c, base, quick, seed, steps_per_atom, adversarial, start_level,
-                                adv_steps_per_atom, lr_scale)
+                                adv_steps_per_atom, lr_scale, adv_lr_scale)
              for d in ds for c in exponents}
     names = {}
     for (d, c), config in cells.items():
@@ -351,7 +354,8 @@ def run(ds, exponents, out, client=None, quick=False, base="paper", seed=0, step
     atomic_write_json(os.path.join(out, "phase.json"), jsonable(
                       {"id": ID, "statement": STATEMENT, "criterion": CRITERION, "quick": quick,
                        "preset": base, "steps_per_atom": steps_per_atom, "adv_steps_per_atom": adv_steps_per_atom,
-                       "lr_scale": lr_scale, "start_level": start_level, "rows": rows, "fit": fitted,
+                       "lr_scale": lr_scale, "adv_lr_scale": adv_lr_scale, "start_level": start_level,
+                       "rows": rows, "fit": fitted,
                        "seconds": time.perf_counter() - clock}))
     figure = os.path.join(out, "phase.png")
     try:
@@ -383,7 +387,9 @@ def main(argv=None):
     parser.add_argument("--adv-steps-per-atom", type=float, default=None,
                         help="adversarial SGD steps per atom, times d/k [half the clean steps]")
     parser.add_argument("--lr-scale", type=float, default=1.0,
-                        help="multiplies the base preset's step sizes lr and adv_lr [1]")
+                        help="multiplies the base preset's clean step size lr [1]")
+    parser.add_argument("--adv-lr-scale", type=float, default=1.0,
+                        help="multiplies the base preset's adversarial step size adv_lr [1]")
     parser.add_argument("--no-adversarial", dest="adversarial", action="store_false",
                         help="clean and ideal nets only (R and s_ideal, no s): skips adversarial training, "
                              "whose per-step cost grows like d^2")
@@ -401,15 +407,16 @@ def main(argv=None):
         parser.error(f"--steps-per-atom must be > 0, got {args.steps_per_atom}")
     if args.adv_steps_per_atom is not None and not args.adv_steps_per_atom > 0:
         parser.error(f"--adv-steps-per-atom must be > 0, got {args.adv_steps_per_atom}")
-    if not 0 < args.lr_scale < float("inf"):
-        parser.error(f"--lr-scale must be > 0 and finite, got {args.lr_scale}")
+    for flag, scale in (("--lr-scale", args.lr_scale), ("--adv-lr-scale", args.adv_lr_scale)):
+        if not 0 < scale < float("inf"):
+            parser.error(f"{flag} must be > 0 and finite, got {scale}")
     if not 0 < args.start_level < float("inf"):
         parser.error(f"--start-level must be > 0 and finite, got {args.start_level}")
     try:  # every config is validated before any run starts
         for d in args.d:
             for c in args.k_exponents:
                 config_for(d, c, args.preset, args.quick, args.seed, args.steps_per_atom, args.adversarial,
-                           args.start_level, args.adv_steps_per_atom, args.lr_scale)
+                           args.start_level, args.adv_steps_per_atom, args.lr_scale, args.adv_lr_scale)
     except (TypeError, ValueError) as err:
         parser.error(str(err))
     client = None
@@ -425,7 +432,8 @@ def main(argv=None):
                                          base=args.preset, seed=args.seed, steps_per_atom=args.steps_per_atom,
                                          progress=not args.quiet, adversarial=args.adversarial,
                                          start_level=args.start_level,
-                                         adv_steps_per_atom=args.adv_steps_per_atom, lr_scale=args.lr_scale)
+                                         adv_steps_per_atom=args.adv_steps_per_atom, lr_scale=args.lr_scale,
+                                         adv_lr_scale=args.adv_lr_scale)
     finally:
         if client is not None:
             client.close()

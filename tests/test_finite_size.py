@@ -277,12 +277,14 @@ def test_grid_step_sizes_and_adversarial_steps_are_options_that_keep_the_default
     assert (default.lr, default.adv_lr, default.adv_steps) == (base.lr, base.adv_lr, default.clean_steps // 2)
     same = phase_diagram.config_for(400, 0.5, quick=True, adv_steps_per_atom=None, lr_scale=1.0)
     assert same.fingerprint() == default.fingerprint()     # the cells already run are reused
-    cell = phase_diagram.config_for(400, 0.5, quick=True, adv_steps_per_atom=30, lr_scale=4)
-    assert (cell.lr, cell.adv_lr) == (4 * base.lr, 4 * base.adv_lr)
+    cell = phase_diagram.config_for(400, 0.5, quick=True, adv_steps_per_atom=30, lr_scale=4, adv_lr_scale=0.5)
+    assert (cell.lr, cell.adv_lr) == (4 * base.lr, 0.5 * base.adv_lr)
     assert cell.adv_steps == round(30 * 400 / cell.k) and cell.clean_steps == default.clean_steps
     for bad in (0, -1.0, float("inf"), "2"):
-        with pytest.raises(ValueError, match="lr_scale"):
+        with pytest.raises(ValueError, match="^lr_scale"):
             phase_diagram.config_for(400, 0.5, lr_scale=bad)
-    for flag, bad in (("--lr-scale", "0"), ("--lr-scale", "inf"), ("--adv-steps-per-atom", "-3")):
+        with pytest.raises(ValueError, match="adv_lr_scale"):
+            phase_diagram.config_for(400, 0.5, adv_lr_scale=bad)
+    for flag, bad in (("--lr-scale", "0"), ("--adv-lr-scale", "inf"), ("--adv-steps-per-atom", "-3")):
         with pytest.raises(SystemExit):
             phase_diagram.main(["--d", "400", "--k-exponents", "0.5", flag, bad, "--out", "unused"])
