@@ -1,7 +1,8 @@
 r"""The finite-size law and the phase diagram of C2 and C3 at one radius.
 
 ``python -m proofs_check.phase_diagram --d 400 800 --k-exponents 0.33 0.5 --out runs/phase
-[--client tcp://HOST:PORT] [--quick]``
+[--client tcp://HOST:PORT] [--quick]``; ``--combine GRID [GRID ...] --out OUT`` puts the
+cells of several finished grids into one table, fit and figure (:func:`combine`).
 
 For every :math:`d` and exponent :math:`c`, :math:`k = \mathrm{round}(d^c)`, one
 run of :func:`fpsim.experiment.run_experiment` (through
@@ -54,7 +55,7 @@ import time
 
 import numpy as np
 
-from fpsim._io import atomic_write_json
+from fpsim._io import atomic_write_json, read_json
 from fpsim.config import PRESETS, preset
 from fpsim.finite_size import START_LEVEL, finite_size_point, jsonable, separation, start_threshold
 from fpsim.sweep import run_sweep
@@ -344,6 +345,55 @@ def run(ds, exponents, out, client=None, quick=False, base="paper", seed=0, step
     else:
         points = client.gather(client.map(finite_size_point, folders, **kwargs, pure=False))
     rows = [row_of(c, point) for (d, c), point in zip(names, points)]
+    info = {"quick": quick, "preset": base, "steps_per_atom": steps_per_atom,
+            "adv_steps_per_atom": adv_steps_per_atom, "lr_scale": lr_scale, "adv_lr_scale": adv_lr_scale,
+            "start_level": start_level}
+    return write_outputs(out, rows, info, clock)
+
+
+def combine(grids, out, progress=True):
+    """One table, fit and figure over the cells of several finished grid runs.
+
+    Grids run with different settings (``--lr-scale``, ``--adv-steps-per-atom``,
+    ...) have their cells in different folders; this reads each folder's
+    ``phase.json`` for its cells and their exponents, and each cell's saved
+    :func:`~fpsim.finite_size.finite_size_point` (nothing is trained or
+    re-evaluated when ``finite_size.json`` is there).  A cell :math:`(d, k)` in
+    several grids is taken from the last one given.
+
+    Parameters
+    ----------
+    grids : sequence of str
+        Output folders of :func:`run`.
+    out : str
+        Where ``phase.csv/md/json/png`` of the combination go.
+    progress : bool, default True
+
+    Returns
+    -------
+    As :func:`run`.
+    """
+    clock = time.perf_counter()
+    cells = {}
+    for grid in grids:
+        path = os.path.join(grid, "phase.json")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"{path} is missing: combine needs grid folders written by phase_diagram")
+        saved = read_json(path)
+        points = (QUICK if saved["quick"] else FULL)["points"]
+        for row in saved["rows"]:
+            folder = os.path.join(grid, f"d{row['d']}-k{row['k']:g}")
+            cells[row["d"], row["k"]] = (row["c"], folder, points)
+    rows = [row_of(c, finite_size_point(folder, points=points, progress=progress))
+            for _, (c, folder, points) in sorted(cells.items())]
+    return write_outputs(out, rows, {"combined": [os.path.abspath(g) for g in grids]}, clock)
+
+
+def write_outputs(out, rows, info, clock):
+    """Fit ``rows`` and write ``OUT/phase.csv``, ``phase.md``, ``phase.json`` (with ``info``) and ``phase.png``.
+
+    Returns ``(rows, fitted, text, figure)`` as :func:`run`.
+    """
     fitted = fit(rows)
     text = render(rows, fitted)
     os.makedirs(out, exist_ok=True)
@@ -352,14 +402,11 @@ def run(ds, exponents, out, client=None, quick=False, base="paper", seed=0, step
         handle.write(f"# {ID}\n\n{text}\n")
     os.replace(os.path.join(out, "phase.md.tmp"), os.path.join(out, "phase.md"))
     atomic_write_json(os.path.join(out, "phase.json"), jsonable(
-                      {"id": ID, "statement": STATEMENT, "criterion": CRITERION, "quick": quick,
-                       "preset": base, "steps_per_atom": steps_per_atom, "adv_steps_per_atom": adv_steps_per_atom,
-                       "lr_scale": lr_scale, "adv_lr_scale": adv_lr_scale, "start_level": start_level,
-                       "rows": rows, "fit": fitted,
-                       "seconds": time.perf_counter() - clock}))
+                      {"id": ID, "statement": STATEMENT, "criterion": CRITERION, **info, "rows": rows,
+                       "fit": fitted, "seconds": time.perf_counter() - clock}))
     figure = os.path.join(out, "phase.png")
     try:
-        plot(figure, rows, fitted, ds, exponents)
+        plot(figure, rows, fitted, sorted({r["d"] for r in rows}), sorted({r["c"] for r in rows}))
     except ImportError:
         figure = "(matplotlib not installed: no figure)"
     return rows, fitted, text, figure
@@ -398,7 +445,18 @@ def main(argv=None):
                              f"initialisation starts, in units of the random level [{START_LEVEL:g}]")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
+    parser.add_argument("--combine", nargs="+", metavar="GRID", default=None,
+                        help="instead of running a grid: one table, fit and figure in --out over the cells "
+                             "of these finished grid folders (their phase.json and saved measurements)")
     args = parser.parse_args(argv)
+    if args.combine is not None:
+        try:
+            rows, fitted, text, figure = combine(args.combine, args.out, progress=not args.quiet)
+        except (FileNotFoundError, ValueError) as err:
+            parser.error(str(err))
+        print(text)
+        print(f"wrote {args.out}/phase.csv, phase.md, phase.json, {figure}")
+        return 0
     if any(d < 2 for d in args.d):
         parser.error(f"--d values must be >= 2, got {args.d}")
     if any(not 0 < c < 1 for c in args.k_exponents):

@@ -288,3 +288,28 @@ def test_grid_step_sizes_and_adversarial_steps_are_options_that_keep_the_default
     for flag, bad in (("--lr-scale", "0"), ("--adv-lr-scale", "inf"), ("--adv-steps-per-atom", "-3")):
         with pytest.raises(SystemExit):
             phase_diagram.main(["--d", "400", "--k-exponents", "0.5", flag, bad, "--out", "unused"])
+
+
+def test_combine_tables_the_cells_of_several_grids_without_recomputing(phase_out, tmp_path):
+    import contextlib
+    import io
+    first = phase_out[0]
+    second = tmp_path / "second"
+    phase_diagram.run([24], [0.5], str(second), quick=True, steps_per_atom=5, progress=False, adversarial=False)
+    with open(first / "phase.csv") as handle:
+        before = {r["k"]: r for r in csv.DictReader(handle)}
+    stamps = {p: os.path.getmtime(p) for p in (first / "d24-k3" / finite_size.RESULT_FILE,
+                                               second / "d24-k5" / finite_size.RESULT_FILE)}
+    out = tmp_path / "both"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        assert phase_diagram.main(["--combine", str(first), str(second), "--out", str(out), "--quiet"]) == 0
+    with open(out / "phase.csv") as handle:
+        rows = {r["k"]: r for r in csv.DictReader(handle)}
+    assert rows["3.0"] == before["3.0"]                 # from the first grid, as it was
+    assert rows["5.0"]["s"] == "nan" != before["5.0"]["s"]  # the last grid given wins: no adversarial net there
+    assert all(os.path.getmtime(p) == t for p, t in stamps.items())   # read back, not re-evaluated
+    assert "UNDECIDED" in printed.getvalue()
+    assert json.loads((out / "phase.json").read_text())["combined"] == [str(first), str(second)]
+    with pytest.raises(SystemExit):
+        phase_diagram.main(["--combine", str(tmp_path / "nowhere"), "--out", str(out)])
