@@ -78,14 +78,14 @@ def _add_config_options(parser):
         elif "choices" in f.metadata:
             kwargs.update(choices=f.metadata["choices"], metavar=None)
         else:
-            kwargs["type"] = _integer if kind is int else kind
+            kwargs["type"] = integer if kind is int else kind
             if f.default is None:  # an optional field: 'none' unsets what the preset sets
                 kwargs["type"] = _or_none(kwargs["type"])
                 kwargs["help"] = kwargs["help"][:-1] + "; none: unset]"
         group.add_argument("--" + f.name.replace("_", "-"), dest=f.name, **kwargs)
 
 
-def _integer(text):
+def integer(text):
     """An int, also written as ``1e5`` or ``100_000`` (refused if not whole)."""
     try:
         return int(text)
