@@ -119,10 +119,10 @@ def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None, adv
     clean_steps = max(1, int(round(per_atom * d / k)))
     root = math.sqrt(k)
     adv_steps = max(1, clean_steps // 2 if adv_steps_per_atom is None else int(round(adv_steps_per_atom * d / k)))
-    lr = preset(base).lr
-    adv_lr = lr if preset(base).adv_lr is None else preset(base).adv_lr
+    step = preset(base)
+    adv_lr = step.lr if step.adv_lr is None else step.adv_lr
     config = preset(base, d=int(d), k=k, m=2 * int(d), threshold=0.6 / root, tau=0.4 / root,
-                    lr=lr * lr_scale, adv_lr=adv_lr * adv_lr_scale,
+                    lr=step.lr * lr_scale, adv_lr=adv_lr * adv_lr_scale,
                     clean_steps=clean_steps, adv_steps=adv_steps if adversarial else 0,
                     baseline_steps=0,
                     lowrank_ranks=None, fgm_check=False,
