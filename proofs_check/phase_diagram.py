@@ -108,9 +108,10 @@ def config_for(d, c, base="paper", quick=False, seed=0, steps_per_atom=None, adv
     slowly, so the base clean step size leaves the net near its
     initialisation within the grid's steps (``docs/finite-size.md``).
     """
-    for name, scale in (("lr_scale", lr_scale), ("adv_lr_scale", adv_lr_scale)):
-        if not (isinstance(scale, (int, float)) and 0 < scale < math.inf):
-            raise ValueError(f"{name} must be a finite number > 0, got {scale!r}")
+    for name, value in (("lr_scale", lr_scale), ("adv_lr_scale", adv_lr_scale),
+                        ("adv_steps_per_atom", 1.0 if adv_steps_per_atom is None else adv_steps_per_atom)):
+        if not (isinstance(value, (int, float)) and 0 < value < math.inf):
+            raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     s = QUICK if quick else FULL
     k = float(max(1, round(d ** c)))
     if k >= d:
@@ -463,11 +464,6 @@ def main(argv=None):
         parser.error(f"--k-exponents must lie in (0, 1), got {args.k_exponents}")
     if args.steps_per_atom is not None and not args.steps_per_atom > 0:
         parser.error(f"--steps-per-atom must be > 0, got {args.steps_per_atom}")
-    if args.adv_steps_per_atom is not None and not args.adv_steps_per_atom > 0:
-        parser.error(f"--adv-steps-per-atom must be > 0, got {args.adv_steps_per_atom}")
-    for flag, scale in (("--lr-scale", args.lr_scale), ("--adv-lr-scale", args.adv_lr_scale)):
-        if not 0 < scale < float("inf"):
-            parser.error(f"{flag} must be > 0 and finite, got {scale}")
     if not 0 < args.start_level < float("inf"):
         parser.error(f"--start-level must be > 0 and finite, got {args.start_level}")
     try:  # every config is validated before any run starts

@@ -285,6 +285,8 @@ def test_grid_step_sizes_and_adversarial_steps_are_options_that_keep_the_default
             phase_diagram.config_for(400, 0.5, lr_scale=bad)
         with pytest.raises(ValueError, match="adv_lr_scale"):
             phase_diagram.config_for(400, 0.5, adv_lr_scale=bad)
+        with pytest.raises(ValueError, match="adv_steps_per_atom"):
+            phase_diagram.config_for(400, 0.5, adv_steps_per_atom=bad)
     for flag, bad in (("--lr-scale", "0"), ("--adv-lr-scale", "inf"), ("--adv-steps-per-atom", "-3")):
         with pytest.raises(SystemExit):
             phase_diagram.main(["--d", "400", "--k-exponents", "0.5", flag, bad, "--out", "unused"])
